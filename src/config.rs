@@ -1,0 +1,480 @@
+//! Configuration: every variable of SPEC §5, parsed and validated once at start-up.
+//!
+//! Variables are read through [`Source`] so tests pass a map instead of mutating the
+//! process environment. [`Config::load`] reports *every* bad variable by name in one
+//! error, so an operator fixes them all in one go.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where configuration values come from.
+pub trait Source {
+    /// The value of `key`, or `None` when it is unset. Empty values count as unset.
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A link template containing `{token}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTemplate(String);
+
+impl LinkTemplate {
+    fn parse(raw: &str) -> Result<LinkTemplate, String> {
+        if !raw.contains("{token}") {
+            return Err("must contain {token}".into());
+        }
+        if !(raw.starts_with("http://") || raw.starts_with("https://")) {
+            return Err("must be an http:// or https:// URL".into());
+        }
+        Ok(LinkTemplate(raw.to_string()))
+    }
+
+    /// A template built from the public URL, which the caller guarantees is http(s).
+    pub fn parse_default(raw: &str) -> LinkTemplate {
+        LinkTemplate(raw.to_string())
+    }
+
+    /// The link with the token in place.
+    pub fn render(&self, token: &str) -> String {
+        self.0.replace("{token}", token)
+    }
+}
+
+/// Everything authd reads from its environment, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// External base URL without a trailing slash; `None` means "derive from the bound
+    /// address", which is only known after binding (`AUTH_LISTEN` may ask for port 0).
+    pub public_url: Option<String>,
+    pub mail_from: String,
+    pub verify_url: Option<LinkTemplate>,
+    pub reset_url: Option<LinkTemplate>,
+    pub signing_key: Option<PathBuf>,
+    pub extra_keys: Vec<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub verify_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub bcrypt_cost: u32,
+    pub bcrypt_workers: usize,
+    pub bcrypt_queue: usize,
+    pub resend_max: u32,
+    pub resend_window: Duration,
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    pub redis_prefix: String,
+    pub cors_origins: Vec<String>,
+    pub jwks_max_age: Duration,
+    pub max_connections: usize,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+/// One bad variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+/// Every bad variable found, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration: ")?;
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{} {}", p.variable, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems while reading variables one by one.
+struct Reader<'a> {
+    source: &'a dyn Source,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn fail(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(Problem { variable, message: message.into() });
+    }
+
+    /// Reads `key` with `parse`, falling back to `default` when unset or invalid
+    /// (an invalid value is recorded as a problem, so the fallback is never used for real).
+    fn parse<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
+        match self.source.get(key) {
+            None => default,
+            Some(raw) => match parse(raw.trim()) {
+                Ok(v) => v,
+                Err(msg) => {
+                    self.fail(key, msg);
+                    default
+                }
+            },
+        }
+    }
+
+    fn string(&mut self, key: &'static str) -> Option<String> {
+        self.source.get(key).map(|v| v.trim().to_string())
+    }
+
+    fn duration(&mut self, key: &'static str, default: Duration) -> Duration {
+        self.parse(key, default, parse_duration)
+    }
+
+    fn number<T: std::str::FromStr>(&mut self, key: &'static str, default: T, range: (T, T)) -> T
+    where
+        T: PartialOrd + fmt::Display + Copy,
+    {
+        self.parse(key, default, |raw| {
+            let v: T = raw.parse().map_err(|_| format!("must be a whole number, got {raw:?}"))?;
+            if v < range.0 || v > range.1 {
+                return Err(format!("must be between {} and {}, got {v}", range.0, range.1));
+            }
+            Ok(v)
+        })
+    }
+}
+
+/// Parses `30m`, `15d`, `4h`, `90s`, `0s` or a plain number of seconds.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let bad = || format!("must be a duration such as 90s, 30m, 4h, 15d or plain seconds, got {raw:?}");
+    let (digits, unit) = match raw.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&raw[..i], c),
+        Some(_) => (raw, 's'),
+        None => return Err(bad()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).map(Duration::from_secs).ok_or_else(bad)
+}
+
+fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
+    // Go-style ":8080" means every interface, as operators coming from other services expect.
+    let full = if raw.starts_with(':') { format!("0.0.0.0{raw}") } else { raw.to_string() };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("must be host:port (e.g. 127.0.0.1:8080 or :8080), got {raw:?}"))
+}
+
+fn parse_base_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("must start with http:// or https://, got {raw:?}"))?;
+    if rest.is_empty() || rest.contains(['?', '#']) || rest.chars().any(char::is_whitespace) {
+        return Err(format!("must be a base URL without query or fragment, got {raw:?}"));
+    }
+    Ok(url.to_string())
+}
+
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim();
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("origin {origin:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '*']) || rest.chars().any(char::is_whitespace) {
+        return Err(format!("origin {origin:?} must be scheme://host[:port] with no path"));
+    }
+    Ok(origin.to_ascii_lowercase())
+}
+
+fn parse_mailbox(raw: &str) -> Result<String, String> {
+    let address = match (raw.rfind('<'), raw.ends_with('>')) {
+        (Some(start), true) => &raw[start + 1..raw.len() - 1],
+        (None, false) => raw,
+        _ => return Err(format!("must be an address or `Name <address>`, got {raw:?}")),
+    };
+    let mut parts = address.split('@');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty() => Ok(raw.to_string()),
+        _ => Err(format!("must be an address or `Name <address>`, got {raw:?}")),
+    }
+}
+
+impl Config {
+    /// Reads and validates every variable. Returns every problem at once.
+    pub fn load(source: &dyn Source) -> Result<Config, ConfigError> {
+        let mut r = Reader { source, problems: Vec::new() };
+
+        // Real backends arrive with their own issues; until then a set URL must not be
+        // silently ignored, or an operator would believe their data is durable.
+        for (key, what) in [
+            ("DATABASE_URL", "PostgreSQL storage"),
+            ("REDIS_URL", "Redis storage"),
+            ("SMTP_URL", "SMTP delivery"),
+        ] {
+            if r.string(key).is_some() {
+                r.fail(key, format!("is set, but {what} is not supported by this build yet; unset it to use the embedded default"));
+            }
+        }
+
+        let listen = r.parse("AUTH_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)), parse_listen);
+        let public_url = r.parse("AUTH_PUBLIC_URL", None, |v| parse_base_url(v).map(Some));
+        let mail_from = r.parse("AUTH_MAIL_FROM", "authd <no-reply@localhost>".to_string(), parse_mailbox);
+        let verify_url = r.parse("AUTH_VERIFY_URL", None, |v| LinkTemplate::parse(v).map(Some));
+        let reset_url = r.parse("AUTH_RESET_URL", None, |v| LinkTemplate::parse(v).map(Some));
+        let signing_key = r.string("AUTH_SIGNING_KEY").map(PathBuf::from);
+        let extra_keys = r
+            .string("AUTH_JWKS_EXTRA_KEYS")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
+        let issuer = r.string("AUTH_ISSUER");
+        let audience = r.string("AUTH_AUDIENCE");
+        let access_ttl = r.duration("AUTH_ACCESS_TTL", Duration::from_secs(30 * 60));
+        let refresh_ttl = r.duration("AUTH_REFRESH_TTL", Duration::from_secs(15 * 86_400));
+        let verify_ttl = r.duration("AUTH_VERIFY_TTL", Duration::from_secs(4 * 3600));
+        let reset_ttl = r.duration("AUTH_RESET_TTL", Duration::from_secs(30 * 60));
+        let refresh_reuse_grace = r.duration("AUTH_REFRESH_REUSE_GRACE", Duration::ZERO);
+        for (key, ttl) in [
+            ("AUTH_ACCESS_TTL", access_ttl),
+            ("AUTH_REFRESH_TTL", refresh_ttl),
+            ("AUTH_VERIFY_TTL", verify_ttl),
+            ("AUTH_RESET_TTL", reset_ttl),
+        ] {
+            if ttl.is_zero() {
+                r.fail(key, "must be longer than 0s");
+            }
+        }
+        let bcrypt_cost = r.number("AUTH_BCRYPT_COST", 12u32, (4, 31));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let bcrypt_workers = r.number("AUTH_BCRYPT_WORKERS", cores, (1, 1024));
+        let bcrypt_queue = r.number("AUTH_BCRYPT_QUEUE", 32 * bcrypt_workers, (0, 1_000_000));
+        let resend_max = r.number("AUTH_RESEND_MAX", 3u32, (1, u32::MAX));
+        let resend_window = r.duration("AUTH_RESEND_WINDOW", Duration::from_secs(3600));
+        let login_max_failures = r.number("AUTH_LOGIN_MAX_FAILURES", 10u32, (1, u32::MAX));
+        let login_window = r.duration("AUTH_LOGIN_WINDOW", Duration::from_secs(15 * 60));
+        for (key, window) in [("AUTH_RESEND_WINDOW", resend_window), ("AUTH_LOGIN_WINDOW", login_window)] {
+            if window.is_zero() {
+                r.fail(key, "must be longer than 0s");
+            }
+        }
+        let redis_prefix = r.string("AUTH_REDIS_PREFIX").unwrap_or_else(|| "authd:".into());
+        let cors_origins = r.parse("AUTH_CORS_ORIGINS", Vec::new(), |v| {
+            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_origin).collect()
+        });
+        let jwks_max_age = r.duration("AUTH_JWKS_MAX_AGE", Duration::from_secs(300));
+        let max_connections = r.number("AUTH_MAX_CONNECTIONS", 4096usize, (1, 1_000_000));
+        let log = r.string("AUTH_LOG").unwrap_or_else(|| "info".into());
+        if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
+            r.fail("AUTH_LOG", format!("must be a filter such as info or authd=debug,warn, got {log:?}"));
+        }
+        let log_format = r.parse("AUTH_LOG_FORMAT", LogFormat::Text, |v| match v {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("must be text or json, got {v:?}")),
+        });
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError(r.problems));
+        }
+        Ok(Config {
+            listen,
+            public_url,
+            mail_from,
+            verify_url,
+            reset_url,
+            signing_key,
+            extra_keys,
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+            verify_ttl,
+            reset_ttl,
+            refresh_reuse_grace,
+            bcrypt_cost,
+            bcrypt_workers,
+            bcrypt_queue,
+            resend_max,
+            resend_window,
+            login_max_failures,
+            login_window,
+            redis_prefix,
+            cors_origins,
+            jwks_max_age,
+            max_connections,
+            log,
+            log_format,
+        })
+    }
+
+    /// Warnings worth logging once logging is up (the config itself is valid).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.bcrypt_cost < 10 {
+            out.push(format!(
+                "AUTH_BCRYPT_COST={} is below 10: password hashes are cheap to brute-force",
+                self.bcrypt_cost
+            ));
+        }
+        out
+    }
+}
+
+/// Formats a duration for people: "4 hours", "30 minutes", "90 seconds".
+pub fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs % 86_400 == 0 && secs >= 86_400 {
+        (secs / 86_400, "day")
+    } else if secs % 3600 == 0 && secs >= 3600 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 && secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load(&map)
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.access_ttl, Duration::from_secs(1800));
+        assert_eq!(c.refresh_ttl, Duration::from_secs(15 * 86_400));
+        assert_eq!(c.verify_ttl, Duration::from_secs(4 * 3600));
+        assert_eq!(c.reset_ttl, Duration::from_secs(1800));
+        assert_eq!(c.refresh_reuse_grace, Duration::ZERO);
+        assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!((c.resend_max, c.resend_window), (3, Duration::from_secs(3600)));
+        assert_eq!((c.login_max_failures, c.login_window), (10, Duration::from_secs(900)));
+        assert_eq!(c.redis_prefix, "authd:");
+        assert_eq!(c.mail_from, "authd <no-reply@localhost>");
+        assert!(c.cors_origins.is_empty());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn durations_accept_suffixes_and_plain_seconds() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14_400)));
+        assert_eq!(parse_duration("15d"), Ok(Duration::from_secs(1_296_000)));
+        for bad in ["", "m", "-5s", "1.5h", "10x", "1h30m", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_by_name() {
+        let err = load(&[
+            ("AUTH_ACCESS_TTL", "soon"),
+            ("AUTH_BCRYPT_COST", "3"),
+            ("AUTH_LISTEN", "nowhere"),
+            ("AUTH_CORS_ORIGINS", "https://ok.example,ftp://bad"),
+            ("AUTH_LOG_FORMAT", "xml"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|p| p.variable).collect();
+        assert_eq!(
+            names,
+            ["AUTH_LISTEN", "AUTH_ACCESS_TTL", "AUTH_BCRYPT_COST", "AUTH_CORS_ORIGINS", "AUTH_LOG_FORMAT"]
+        );
+        let line = err.to_string();
+        assert!(!line.contains('\n'));
+        assert!(line.contains("AUTH_BCRYPT_COST must be between 4 and 31, got 3"), "{line}");
+    }
+
+    #[test]
+    fn backend_urls_are_refused_until_supported() {
+        let err = load(&[("DATABASE_URL", "postgres://localhost/authd")]).unwrap_err();
+        assert_eq!(err.0[0].variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn listen_accepts_port_only_form() {
+        let c = load(&[("AUTH_LISTEN", ":0")]).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:0".parse().unwrap());
+    }
+
+    #[test]
+    fn link_templates_need_the_token_placeholder() {
+        assert!(load(&[("AUTH_VERIFY_URL", "https://app.example/verify")]).is_err());
+        let c = load(&[("AUTH_VERIFY_URL", "https://app.example/verify#t={token}")]).unwrap();
+        assert_eq!(c.verify_url.unwrap().render("abc"), "https://app.example/verify#t=abc");
+    }
+
+    #[test]
+    fn low_bcrypt_cost_warns() {
+        let c = load(&[("AUTH_BCRYPT_COST", "4")]).unwrap();
+        assert_eq!(c.warnings().len(), 1);
+        assert!(load(&[]).unwrap().warnings().is_empty());
+    }
+
+    #[test]
+    fn humanize_picks_the_largest_whole_unit() {
+        assert_eq!(humanize(Duration::from_secs(4 * 3600)), "4 hours");
+        assert_eq!(humanize(Duration::from_secs(1800)), "30 minutes");
+        assert_eq!(humanize(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(humanize(Duration::from_secs(90)), "90 seconds");
+    }
+}

@@ -1,0 +1,135 @@
+//! A small, bounded pool of OS threads for CPU-heavy work (bcrypt, RSA signing).
+//!
+//! Why not `spawn_blocking`: tokio's blocking pool grows to hundreds of threads and queues
+//! without limit, so a login flood would both thrash the cores and build an unbounded
+//! backlog. Here the thread count is fixed and the queue has a bound; past it, work is
+//! refused at once ([`Overloaded`]) and the caller sheds the request with a 503.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The pool's queue is full; try again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded;
+
+/// Why pooled work produced no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolError {
+    Overloaded,
+    /// The job panicked; the worker thread survives.
+    Panicked,
+}
+
+pub struct CpuPool {
+    sender: SyncSender<Job>,
+    /// Jobs accepted but not yet picked up by a thread.
+    queued: Arc<AtomicUsize>,
+}
+
+impl CpuPool {
+    /// Starts `threads` workers named `name`, with room for `queue` waiting jobs.
+    pub fn new(name: &str, threads: usize, queue: usize) -> CpuPool {
+        let (sender, receiver) = mpsc::sync_channel::<Job>(queue);
+        // A std Mutex: only worker threads lock it, and only to take the next job.
+        let receiver = Arc::new(Mutex::new(receiver));
+        let queued = Arc::new(AtomicUsize::new(0));
+        for i in 0..threads.max(1) {
+            let receiver = Arc::clone(&receiver);
+            let queued = Arc::clone(&queued);
+            std::thread::Builder::new()
+                .name(format!("{name}-{i}"))
+                .spawn(move || loop {
+                    let job = match receiver.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    // The pool was dropped: every sender is gone, so the thread ends.
+                    let Ok(job) = job else { return };
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    job();
+                })
+                .expect("spawning a pool thread at start-up");
+        }
+        CpuPool { sender, queued }
+    }
+
+    /// Runs `work` on a pool thread and waits for its result without blocking the caller's
+    /// async worker.
+    pub async fn run<F, R>(&self, work: F) -> Result<R, PoolError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            // The caller may have gone away (client disconnected): nothing to do then.
+            let _ = tx.send(result);
+        });
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        match self.sender.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(PoolError::Overloaded);
+            }
+        }
+        match rx.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) | Err(_) => Err(PoolError::Panicked),
+        }
+    }
+
+    /// How many jobs are waiting for a thread (a gauge for `/metrics`).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    #[tokio::test]
+    async fn runs_work_and_returns_its_result() {
+        let pool = CpuPool::new("t", 2, 4);
+        assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
+    }
+
+    #[tokio::test]
+    async fn refuses_work_past_the_queue_bound() {
+        let pool = Arc::new(CpuPool::new("t", 1, 1));
+        // Hold the only thread until the test releases it.
+        let gate = Arc::new(Barrier::new(2));
+        let g = Arc::clone(&gate);
+        let p = Arc::clone(&pool);
+        let busy = tokio::spawn(async move { p.run(move || g.wait()).await });
+        // Wait until the thread has taken the first job.
+        while pool.queued() != 0 || busy.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let p = Arc::clone(&pool);
+        let waiting = tokio::spawn(async move { p.run(|| 1).await });
+        while pool.queued() != 1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.run(|| 2).await, Err(PoolError::Overloaded));
+        gate.wait();
+        assert!(busy.await.unwrap().is_ok());
+        assert_eq!(waiting.await.unwrap(), Ok(1));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_the_thread_survives() {
+        let pool = CpuPool::new("t", 1, 4);
+        assert_eq!(pool.run(|| panic!("boom")).await, Err::<(), _>(PoolError::Panicked));
+        assert_eq!(pool.run(|| 5).await, Ok(5));
+    }
+}

@@ -1,0 +1,151 @@
+//! Opaque tokens (refresh, email verification, password reset) and their hashes.
+//!
+//! Each token is 32 bytes from the operating system's CSPRNG, shown to its holder as
+//! unpadded base64url (43 characters). Only its SHA-256 is ever stored. The kind is part of
+//! the type, so a verification token cannot be passed where a refresh token is expected.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+
+const TOKEN_BYTES: usize = 32;
+/// Length of the base64url text of 32 bytes without padding.
+const TOKEN_CHARS: usize = 43;
+
+/// Marker for refresh tokens.
+pub enum Refresh {}
+/// Marker for email verification tokens.
+pub enum Verification {}
+/// Marker for password reset tokens.
+pub enum Reset {}
+
+pub type RefreshToken = OpaqueToken<Refresh>;
+pub type VerificationToken = OpaqueToken<Verification>;
+pub type ResetToken = OpaqueToken<Reset>;
+
+/// A token as its holder sees it. Debug never shows it.
+pub struct OpaqueToken<K> {
+    bytes: [u8; TOKEN_BYTES],
+    kind: PhantomData<K>,
+}
+
+/// The presented text is not a token we could have issued (wrong length or alphabet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MalformedToken;
+
+impl<K> OpaqueToken<K> {
+    /// Draws a new token from the system CSPRNG.
+    pub fn generate(rng: &SystemRandom) -> OpaqueToken<K> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        // The system RNG only fails when the OS has no entropy source at all; nothing sane
+        // can be done then, and issuing a predictable token would be worse than stopping.
+        rng.fill(&mut bytes).expect("the operating system's random generator failed");
+        OpaqueToken { bytes, kind: PhantomData }
+    }
+
+    /// Accepts exactly the canonical 43-character unpadded base64url form of 32 bytes.
+    pub fn parse(text: &str) -> Result<OpaqueToken<K>, MalformedToken> {
+        if text.len() != TOKEN_CHARS {
+            return Err(MalformedToken);
+        }
+        let decoded = URL_SAFE_NO_PAD.decode(text).map_err(|_| MalformedToken)?;
+        let bytes: [u8; TOKEN_BYTES] = decoded.try_into().map_err(|_| MalformedToken)?;
+        Ok(OpaqueToken { bytes, kind: PhantomData })
+    }
+
+    /// The text handed to the holder. Call only to put it in a response body or an email.
+    pub fn expose(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.bytes)
+    }
+
+    /// SHA-256 of the raw 32 bytes: what storage keeps and looks up.
+    pub fn hash(&self) -> TokenHash {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        TokenHash(out)
+    }
+}
+
+impl<K> fmt::Debug for OpaqueToken<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpaqueToken(<redacted>)")
+    }
+}
+
+/// SHA-256 of a token. Not secret in the way the token is, but still never logged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    pub fn from_bytes(bytes: [u8; 32]) -> TokenHash {
+        TokenHash(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, for key-value stores whose keys are text.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_round_trip_through_their_text() {
+        let rng = SystemRandom::new();
+        let token = RefreshToken::generate(&rng);
+        let text = token.expose();
+        assert_eq!(text.len(), 43);
+        let parsed = RefreshToken::parse(&text).unwrap();
+        assert_eq!(parsed.hash(), token.hash());
+    }
+
+    #[test]
+    fn two_tokens_differ() {
+        let rng = SystemRandom::new();
+        assert_ne!(RefreshToken::generate(&rng).hash(), RefreshToken::generate(&rng).hash());
+    }
+
+    #[test]
+    fn rejects_malformed_text() {
+        for text in ["", "short", &"A".repeat(44), &"+".repeat(43), &format!("{}=", "A".repeat(42))] {
+            assert_eq!(RefreshToken::parse(text).unwrap_err(), MalformedToken, "{text:?}");
+        }
+        // Non-canonical: the last character carries bits beyond the 32 bytes.
+        let mut text = "A".repeat(42);
+        text.push('B');
+        assert_eq!(RefreshToken::parse(&text).unwrap_err(), MalformedToken);
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_raw_bytes() {
+        // 32 zero bytes.
+        let token = RefreshToken::parse(&"A".repeat(43)).unwrap();
+        assert_eq!(
+            token.hash().to_hex(),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let token = RefreshToken::generate(&SystemRandom::new());
+        assert!(!format!("{token:?}").contains(&token.expose()));
+        assert!(!format!("{:?}", token.hash()).contains(&token.hash().to_hex()));
+    }
+}

@@ -1,0 +1,71 @@
+//! `/register`, `/verify-email`, `/resend-verification`.
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::app::State;
+use crate::domain::{Email, Password, VerificationToken};
+use crate::http::body::{json, no_content, read_json};
+use crate::http::{Problem, Response};
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct EmailOnly {
+    email: String,
+}
+
+#[derive(Serialize)]
+struct Registered<'a> {
+    user_id: String,
+    email: &'a str,
+    email_verified: bool,
+}
+
+pub async fn register(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let body: Credentials = read_json(req).await?;
+    let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
+    let password = Password::new(body.password).map_err(Problem::invalid_password)?;
+    let user = state.accounts.register(email, password).await?;
+    let out = Registered { user_id: user.id.to_string(), email: user.email.as_str(), email_verified: user.email_verified };
+    Ok(json(StatusCode::CREATED, &out))
+}
+
+/// The `token` query parameter. Tokens are base64url, so no percent-decoding is needed: any
+/// `%` makes the token malformed anyway.
+fn token_param(query: Option<&str>) -> Option<&str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix("token="))
+}
+
+pub async fn verify_email(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let token = token_param(req.uri().query())
+        .and_then(|t| VerificationToken::parse(t).ok())
+        .ok_or_else(|| Problem::invalid_token(StatusCode::BAD_REQUEST))?;
+    state.accounts.verify_email(token).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({"email_verified": true})))
+}
+
+pub async fn resend_verification(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let body: EmailOnly = read_json(req).await?;
+    let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
+    state.accounts.resend_verification(email).await?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_param;
+
+    #[test]
+    fn finds_the_token_parameter() {
+        assert_eq!(token_param(Some("token=abc")), Some("abc"));
+        assert_eq!(token_param(Some("x=1&token=abc")), Some("abc"));
+        assert_eq!(token_param(Some("tokens=abc")), None);
+        assert_eq!(token_param(None), None);
+    }
+}

@@ -1,0 +1,75 @@
+//! `/login`, `/refresh`, `/logout`.
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
+use hyper::{Request, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::app::State;
+use crate::domain::{Email, Password, PasswordError, RefreshToken};
+use crate::http::body::{json, no_content, read_json};
+use crate::http::{Problem, Response};
+use crate::service::TokenPair;
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct Tokens<'a> {
+    access_token: &'a str,
+    refresh_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// The token response, never cached (RFC 6749 §5.1).
+fn tokens(pair: TokenPair) -> Response {
+    let refresh = pair.refresh_token.expose();
+    let body = Tokens {
+        access_token: &pair.access_token,
+        refresh_token: &refresh,
+        token_type: "Bearer",
+        expires_in: pair.expires_in,
+    };
+    let mut response = json(StatusCode::OK, &body);
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub async fn login(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let body: Credentials = read_json(req).await?;
+    let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
+    if body.password.is_empty() {
+        return Err(Problem::bad_request("password must not be empty"));
+    }
+    // Over 72 bytes cannot match any hash we made; answering at once reveals nothing
+    // about the account, since it does not depend on it.
+    let password = Password::presented(body.password).map_err(|_: PasswordError| Problem::invalid_credentials())?;
+    let pair = state.sessions.login(email, password).await?;
+    Ok(tokens(pair))
+}
+
+fn refresh_token(body: RefreshBody) -> Result<RefreshToken, Problem> {
+    RefreshToken::parse(&body.refresh_token).map_err(|_| Problem::bad_request("refresh_token is malformed"))
+}
+
+pub async fn refresh(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let token = refresh_token(read_json(req).await?)?;
+    let pair = state.sessions.refresh(token).await?;
+    Ok(tokens(pair))
+}
+
+pub async fn logout(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let token = refresh_token(read_json(req).await?)?;
+    state.sessions.logout(token).await?;
+    Ok(no_content())
+}

@@ -1,0 +1,101 @@
+//! Request bodies: size limit, media type, JSON into typed request structs; and the JSON
+//! response helper.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Problem, Response};
+
+/// Largest accepted request body (SPEC §1).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// True for `application/json`, with or without parameters such as `charset=utf-8`.
+fn is_json(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Reads a JSON body into `T`: 415 unless JSON, 413 past 16 KiB, 400 when malformed,
+/// mistyped or missing a field. Unknown fields are ignored.
+pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Problem> {
+    if !is_json(&req) {
+        return Err(Problem::unsupported_media_type());
+    }
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Problem::payload_too_large());
+    }
+    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Problem::payload_too_large()),
+        Err(_) => return Err(Problem::bad_request("could not read the request body")),
+    };
+    parse_json(&bytes)
+}
+
+/// Parses JSON with client-safe messages (serde's own may quote the input back).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let message = e.to_string();
+        Problem::bad_request(match e.classify() {
+            Category::Data if message.starts_with("missing field") => {
+                message.split(" at line").next().unwrap_or("missing field").to_string()
+            }
+            Category::Data => "a field has the wrong type; expected a JSON object of strings".to_string(),
+            Category::Syntax | Category::Eof | Category::Io => "request body is not valid JSON".to_string(),
+        })
+    })
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    with_type(status, Bytes::from(bytes), "application/json")
+}
+
+/// A response with a body of the given media type.
+pub fn with_type(status: StatusCode, body: Bytes, media_type: &'static str) -> Response {
+    let mut response = hyper::Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    response
+}
+
+/// `204 No Content`.
+pub fn no_content() -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Login {
+        email: String,
+        password: String,
+    }
+
+    #[test]
+    fn messages_never_echo_input() {
+        let p = parse_json::<Login>(br#"{"email":"a@b.co"}"#).unwrap_err();
+        assert_eq!(p.detail, "missing field `password`");
+        let p = parse_json::<Login>(br#""s3cret-password""#).unwrap_err();
+        assert!(!p.detail.contains("s3cret"), "{}", p.detail);
+        let p = parse_json::<Login>(br#"{"email":5,"password":"x"}"#).unwrap_err();
+        assert_eq!(p.code, "bad_request");
+        assert!(parse_json::<Login>(br#"{"email":"a","password":"b","extra":[1]}"#).is_ok());
+    }
+}

@@ -1,0 +1,175 @@
+//! RFC 9457 problem details: the one place where errors become responses.
+//!
+//! Every failure a client can see has a named constructor with a stable `code`. Server-side
+//! failures (`unavailable`, `unexpected`) answer opaquely and log their cause here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::StatusCode;
+use serde::Serialize;
+
+use super::Response;
+use crate::domain::{EmailError, PasswordError};
+use crate::service::{AccountError, SessionError};
+
+/// An error response under construction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    pub retry_after: Option<u64>,
+    pub allow: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+}
+
+/// Whole seconds for `Retry-After`, rounded up and never 0 (0 would invite an instant retry).
+fn retry_secs(d: Duration) -> u64 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
+        Problem { status, code, detail: detail.into(), retry_after: None, allow: None }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    pub fn invalid_email(e: EmailError) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_email", e.to_string())
+    }
+
+    pub fn invalid_password(e: PasswordError) -> Problem {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_password", e.to_string())
+    }
+
+    pub fn invalid_token(status: StatusCode) -> Problem {
+        Problem::new(status, "invalid_token", "the token is unknown, expired, revoked or already used")
+    }
+
+    pub fn invalid_credentials() -> Problem {
+        Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password")
+    }
+
+    pub fn rate_limited(retry_after: Duration) -> Problem {
+        let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many attempts; try again later");
+        p.retry_after = Some(retry_secs(retry_after));
+        p
+    }
+
+    pub fn payload_too_large() -> Problem {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than 16 KiB")
+    }
+
+    pub fn unsupported_media_type() -> Problem {
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "request body must be application/json")
+    }
+
+    pub fn not_found() -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Problem {
+        let mut p = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("allowed methods: {allow}"));
+        p.allow = Some(allow);
+        p
+    }
+
+    /// A CPU pool is full: shed rather than queue without limit.
+    pub fn overloaded() -> Problem {
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; try again shortly");
+        p.retry_after = Some(1);
+        p
+    }
+
+    /// A dependency failed. The cause is logged, never sent.
+    pub fn unavailable(cause: &str) -> Problem {
+        tracing::warn!(%cause, "dependency unavailable");
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is unavailable; try again shortly");
+        p.retry_after = Some(1);
+        p
+    }
+
+    /// A bug. The cause is logged, never sent.
+    pub fn unexpected(cause: &str) -> Problem {
+        tracing::error!(%cause, "unexpected error");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+    }
+
+    pub fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let body = Body { kind: "about:blank", title, status: self.status.as_u16(), detail: &self.detail, code: self.code };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = hyper::Response::new(Full::new(Bytes::from(json)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<AccountError> for Problem {
+    fn from(e: AccountError) -> Problem {
+        match e {
+            AccountError::EmailTaken => {
+                Problem::new(StatusCode::CONFLICT, "email_taken", "an account with this email already exists")
+            }
+            AccountError::InvalidToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
+            AccountError::NoSuchAccount => Problem::new(StatusCode::NOT_FOUND, "not_found", "no account has this email"),
+            AccountError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            AccountError::Overloaded => Problem::overloaded(),
+            AccountError::Unavailable(cause) => Problem::unavailable(&cause),
+            AccountError::Unexpected(cause) => Problem::unexpected(&cause),
+        }
+    }
+}
+
+impl From<SessionError> for Problem {
+    fn from(e: SessionError) -> Problem {
+        match e {
+            SessionError::InvalidCredentials => Problem::invalid_credentials(),
+            SessionError::EmailNotVerified => {
+                Problem::new(StatusCode::FORBIDDEN, "email_not_verified", "verify your email address before logging in")
+            }
+            SessionError::InvalidToken => Problem::invalid_token(StatusCode::UNAUTHORIZED),
+            SessionError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            SessionError::Overloaded => Problem::overloaded(),
+            SessionError::Unavailable(cause) => Problem::unavailable(&cause),
+            SessionError::Unexpected(cause) => Problem::unexpected(&cause),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_and_is_at_least_one() {
+        assert_eq!(retry_secs(Duration::ZERO), 1);
+        assert_eq!(retry_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_secs(Duration::from_secs(5)), 5);
+        assert_eq!(retry_secs(Duration::from_millis(5001)), 6);
+    }
+}

@@ -1,0 +1,38 @@
+//! Outgoing email: what is sent ([`compose`]), how ([`Mailer`] implementations) and when
+//! ([`worker`], which drains the durable outbox).
+//!
+//! The embedded default writes each email to the log ([`LogMailer`]), link included — its
+//! whole purpose is to show the email when no SMTP server is configured.
+
+pub mod compose;
+mod log;
+pub mod worker;
+
+use async_trait::async_trait;
+
+pub use self::log::LogMailer;
+use crate::domain::Email;
+
+/// A composed email with both parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub to: Email,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Why sending failed, which decides whether to try again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// Worth retrying later (connection trouble, a 4xx reply).
+    Transient(String),
+    /// Retrying will not help (a 5xx reply, a refused address).
+    Permanent(String),
+}
+
+/// The boundary to the mail server.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, message: &Message) -> Result<(), SendError>;
+}

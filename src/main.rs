@@ -1,0 +1,97 @@
+//! The `authd` binary: read the configuration, start logging, serve until SIGTERM/SIGINT.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use authd::config::{Config, Env, LogFormat};
+use authd::App;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+const USAGE: &str = "usage: authd            serve (configured by environment variables, see README)\n       authd --version  print the version";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        [] => {}
+        ["--version"] => {
+            println!("authd {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        ["--help" | "-h"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+
+    let config = match Config::load(&Env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("authd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match App::build(config).await {
+            Ok(app) => {
+                app.run(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("authd: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+fn init_logging(config: &Config) {
+    // Config::load has already checked that the filter parses.
+    let filter: Targets = config.log.parse().unwrap_or_else(|_| Targets::new());
+    let registry = tracing_subscriber::registry().with(filter);
+    match config.log_format {
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json()).init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).init(),
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,249 @@
+//! Repository traits: what the services need from storage, split by capability.
+//!
+//! Each trait documents its error contract. Every method may fail with
+//! [`RepoError::Unavailable`] when its backend cannot be reached in time; services turn that
+//! into a `503`. The in-memory implementations in [`memory`] are the embedded default.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
+
+pub mod memory;
+
+/// A storage failure. The message is for the log only, never for a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoError {
+    /// The backend did not answer, or answered with an error.
+    Unavailable(String),
+}
+
+impl fmt::Display for RepoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepoError::Unavailable(cause) => write!(f, "storage unavailable: {cause}"),
+        }
+    }
+}
+
+/// The outcome of creating a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateUserError {
+    /// Another account already has this (normalised) email.
+    EmailTaken,
+    Repo(RepoError),
+}
+
+impl From<RepoError> for CreateUserError {
+    fn from(e: RepoError) -> Self {
+        CreateUserError::Repo(e)
+    }
+}
+
+/// A user to create.
+pub struct NewUser {
+    pub id: UserId,
+    pub email: Email,
+    pub password_hash: PasswordHash,
+}
+
+#[async_trait]
+pub trait Users: Send + Sync {
+    /// Creates the user and queues `first_email` in the outbox, atomically: either both are
+    /// stored or neither. `EmailTaken` when the email is already registered.
+    async fn create(&self, user: NewUser, first_email: OutgoingEmail) -> Result<User, CreateUserError>;
+
+    /// The account with this email, if any.
+    async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError>;
+
+    /// Marks the email verified. Verifying twice, or an unknown id, is not an error.
+    async fn mark_verified(&self, id: UserId) -> Result<(), RepoError>;
+
+    /// Replaces the password hash, marks the email verified when `verified` is set, and
+    /// revokes every refresh-token family of the user, atomically. `false` when no such user.
+    async fn set_password(&self, id: UserId, hash: PasswordHash, verified: bool) -> Result<bool, RepoError>;
+
+    /// The account with this id, if any.
+    async fn by_id(&self, id: UserId) -> Result<Option<User>, RepoError>;
+}
+
+/// A refresh token to store: only its hash.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRefreshToken {
+    pub hash: TokenHash,
+    pub expires_at: SystemTime,
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current; it is now rotated and its successor stored in the same family.
+    Rotated { user: UserId },
+    /// No such token.
+    Unknown,
+    /// The token's lifetime is over.
+    Expired,
+    /// The token's family was revoked (logout, reuse, password change).
+    Revoked,
+    /// The token was already rotated, within the reuse grace: refused, family kept.
+    ReusedWithinGrace,
+    /// The token was already rotated, past the grace: the whole family is now revoked.
+    ReuseDetected,
+}
+
+#[async_trait]
+pub trait RefreshTokens: Send + Sync {
+    /// Starts a new family (a login session) with its first token.
+    async fn start_family(&self, user: UserId, first: NewRefreshToken) -> Result<(), RepoError>;
+
+    /// Rotates `presented` into `successor` as one atomic step: of many concurrent calls
+    /// with one token, exactly one gets `Rotated`. Classifies every other case (see
+    /// [`Rotation`]); revokes the family on reuse detected after `grace`.
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: NewRefreshToken,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<Rotation, RepoError>;
+
+    /// Revokes the family `token` belongs to. Unknown tokens are ignored.
+    async fn revoke_family(&self, token: &TokenHash) -> Result<(), RepoError>;
+
+    /// Deletes tokens expired before `now` (and families left empty). Returns how many.
+    async fn purge_expired(&self, now: SystemTime) -> Result<u64, RepoError>;
+}
+
+/// What a one-time token proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    /// The key-space segment for this purpose; the two never share keys.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "verify",
+            Purpose::ResetPassword => "reset",
+        }
+    }
+}
+
+#[async_trait]
+pub trait OneTimeTokens: Send + Sync {
+    /// Stores `hash → user` for `ttl`.
+    async fn put(&self, purpose: Purpose, hash: &TokenHash, user: UserId, ttl: Duration) -> Result<(), RepoError>;
+
+    /// Returns the user and deletes the entry in one atomic step, so a token works once even
+    /// under concurrent use. `None` for unknown, expired or already used tokens.
+    async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError>;
+}
+
+/// A rate-limited action and whom it is counted for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RateKey {
+    LoginFailures(Email),
+    Resend(Email),
+    PasswordForgot(Email),
+}
+
+impl RateKey {
+    /// The key text, unique across actions.
+    pub fn key(&self) -> String {
+        match self {
+            RateKey::LoginFailures(e) => format!("login-failures:{}", e.as_str()),
+            RateKey::Resend(e) => format!("resend:{}", e.as_str()),
+            RateKey::PasswordForgot(e) => format!("forgot:{}", e.as_str()),
+        }
+    }
+}
+
+/// A counter's value and how long until its window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    pub count: u64,
+    pub resets_in: Duration,
+}
+
+#[async_trait]
+pub trait RateLimits: Send + Sync {
+    /// Adds one to the counter, starting a window of `window` if none is running, in one
+    /// atomic step. Returns the new count.
+    async fn hit(&self, key: &RateKey, window: Duration) -> Result<Counter, RepoError>;
+
+    /// The counter, if a window is running.
+    async fn peek(&self, key: &RateKey) -> Result<Option<Counter>, RepoError>;
+
+    /// Ends the window (e.g. after a successful login).
+    async fn clear(&self, key: &RateKey) -> Result<(), RepoError>;
+}
+
+/// Which email to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    Verification,
+    PasswordReset,
+}
+
+/// An email waiting in the outbox. Its token is minted only when it is sent, so the token's
+/// lifetime starts when the email leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    pub kind: MailKind,
+    pub user: UserId,
+    pub to: Email,
+}
+
+/// An outbox row claimed by a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: u64,
+    pub email: OutgoingEmail,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Queues an email (e.g. a resend). Durable once this returns.
+    async fn enqueue(&self, email: OutgoingEmail) -> Result<(), RepoError>;
+
+    /// Claims up to `limit` due emails for `lease`: nobody else sees them until the lease
+    /// ends, and an unfinished claim (crash) becomes due again then (at-least-once).
+    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<OutboxItem>, RepoError>;
+
+    /// The email was handed to the mail server.
+    async fn mark_sent(&self, id: u64) -> Result<(), RepoError>;
+
+    /// Try again at `at`.
+    async fn retry_at(&self, id: u64, at: SystemTime) -> Result<(), RepoError>;
+
+    /// Give up on this email.
+    async fn mark_failed(&self, id: u64) -> Result<(), RepoError>;
+
+    /// Emails not yet sent nor failed, and the age of the oldest.
+    async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError>;
+}
+
+/// Something `/readyz` checks.
+#[async_trait]
+pub trait Dependency: Send + Sync {
+    /// A short name: `postgres`, `redis`, `memory`.
+    fn name(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), RepoError>;
+}
+
+/// Every repository the services use, as trait objects so the backend is chosen at start-up.
+#[derive(Clone)]
+pub struct Repos {
+    pub users: std::sync::Arc<dyn Users>,
+    pub refresh_tokens: std::sync::Arc<dyn RefreshTokens>,
+    pub one_time_tokens: std::sync::Arc<dyn OneTimeTokens>,
+    pub rate_limits: std::sync::Arc<dyn RateLimits>,
+    pub outbox: std::sync::Arc<dyn Outbox>,
+    pub dependencies: Vec<std::sync::Arc<dyn Dependency>>,
+}

@@ -1,0 +1,100 @@
+//! Accounts: registration, email verification, resending the verification email.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::cpu_pool::PoolError;
+use crate::domain::{Email, Password, User, UserId, VerificationToken};
+use crate::metrics::Metrics;
+use crate::passwords::Hasher;
+use crate::repo::{
+    CreateUserError, MailKind, NewUser, OneTimeTokens, Outbox, OutgoingEmail, Purpose, RateKey, RateLimits,
+    RepoError, Users,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountError {
+    EmailTaken,
+    /// Unknown, expired or already used token.
+    InvalidToken,
+    NoSuchAccount,
+    RateLimited { retry_after: Duration },
+    Overloaded,
+    Unavailable(String),
+    Unexpected(String),
+}
+
+impl From<RepoError> for AccountError {
+    fn from(e: RepoError) -> Self {
+        AccountError::Unavailable(e.to_string())
+    }
+}
+
+impl From<PoolError> for AccountError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Overloaded => AccountError::Overloaded,
+            PoolError::Panicked => AccountError::Unexpected("bcrypt job panicked".into()),
+        }
+    }
+}
+
+pub struct Accounts {
+    pub users: Arc<dyn Users>,
+    pub outbox: Arc<dyn Outbox>,
+    pub tokens: Arc<dyn OneTimeTokens>,
+    pub limits: Arc<dyn RateLimits>,
+    pub hasher: Arc<Hasher>,
+    /// Wakes the outbox worker so a queued email leaves at once.
+    pub mail_wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub resend_max: u32,
+    pub resend_window: Duration,
+}
+
+impl Accounts {
+    /// Creates an unverified account and queues its verification email in the same step.
+    pub async fn register(&self, email: Email, password: Password) -> Result<User, AccountError> {
+        let password_hash = self.hasher.hash(password).await?;
+        let id = UserId::random();
+        let first_email = OutgoingEmail { kind: MailKind::Verification, user: id, to: email.clone() };
+        let user = self
+            .users
+            .create(NewUser { id, email, password_hash }, first_email)
+            .await
+            .map_err(|e| match e {
+                CreateUserError::EmailTaken => AccountError::EmailTaken,
+                CreateUserError::Repo(e) => e.into(),
+            })?;
+        self.mail_wake.notify_one();
+        tracing::info!(user_id = %user.id, email = %user.email.masked(), "user registered");
+        Ok(user)
+    }
+
+    /// Consumes a verification token and marks its user's email verified.
+    pub async fn verify_email(&self, token: VerificationToken) -> Result<(), AccountError> {
+        let user = self.tokens.take(Purpose::VerifyEmail, &token.hash()).await?.ok_or(AccountError::InvalidToken)?;
+        self.users.mark_verified(user).await?;
+        tracing::info!(user_id = %user, "email verified");
+        Ok(())
+    }
+
+    /// Queues a new verification email, within the per-address limit. An already verified
+    /// account gets nothing, and that is not an error.
+    pub async fn resend_verification(&self, email: Email) -> Result<(), AccountError> {
+        let user = self.users.by_email(&email).await?.ok_or(AccountError::NoSuchAccount)?;
+        if user.email_verified {
+            return Ok(());
+        }
+        let counter = self.limits.hit(&RateKey::Resend(email.clone()), self.resend_window).await?;
+        if counter.count > u64::from(self.resend_max) {
+            self.metrics.rate_limited("resend");
+            return Err(AccountError::RateLimited { retry_after: counter.resets_in });
+        }
+        self.outbox.enqueue(OutgoingEmail { kind: MailKind::Verification, user: user.id, to: email }).await?;
+        self.mail_wake.notify_one();
+        Ok(())
+    }
+}

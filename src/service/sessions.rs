@@ -1,0 +1,144 @@
+//! Sessions: login, refresh-token rotation with reuse detection (RFC 9700 §4.14.2), logout.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ring::rand::SystemRandom;
+
+use super::unix_now;
+use crate::cpu_pool::{CpuPool, PoolError};
+use crate::domain::{Email, Password, RefreshToken, UserId};
+use crate::jwt::Signer;
+use crate::metrics::Metrics;
+use crate::passwords::Hasher;
+use crate::repo::{NewRefreshToken, RateKey, RateLimits, RefreshTokens, RepoError, Rotation, Users};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    /// Wrong email or password (never says which).
+    InvalidCredentials,
+    /// Correct password, unverified email.
+    EmailNotVerified,
+    /// Unknown, expired, revoked or reused refresh token.
+    InvalidToken,
+    RateLimited { retry_after: Duration },
+    Overloaded,
+    Unavailable(String),
+    Unexpected(String),
+}
+
+impl From<RepoError> for SessionError {
+    fn from(e: RepoError) -> Self {
+        SessionError::Unavailable(e.to_string())
+    }
+}
+
+impl From<PoolError> for SessionError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Overloaded => SessionError::Overloaded,
+            PoolError::Panicked => SessionError::Unexpected("CPU pool job panicked".into()),
+        }
+    }
+}
+
+/// What `/login` and `/refresh` return.
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: RefreshToken,
+    pub expires_in: u64,
+}
+
+pub struct Sessions {
+    pub users: Arc<dyn Users>,
+    pub refresh_tokens: Arc<dyn RefreshTokens>,
+    pub limits: Arc<dyn RateLimits>,
+    pub hasher: Arc<Hasher>,
+    pub signer: Arc<Signer>,
+    /// RSA signing runs here, off the async workers.
+    pub signing_pool: Arc<CpuPool>,
+    pub metrics: Arc<Metrics>,
+    pub refresh_ttl: Duration,
+    pub reuse_grace: Duration,
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    pub rng: SystemRandom,
+}
+
+impl Sessions {
+    /// Checks the password and starts a session (a new refresh-token family).
+    ///
+    /// The failure counter is checked before any bcrypt work, so a locked-out address costs
+    /// nothing and the right password does not get through either. Unknown emails are
+    /// checked against a dummy hash: same work, same answer as a wrong password.
+    pub async fn login(&self, email: Email, password: Password) -> Result<TokenPair, SessionError> {
+        let failures_key = RateKey::LoginFailures(email.clone());
+        let failures = self.limits.peek(&failures_key).await?;
+        if let Some(counter) = failures.filter(|c| c.count >= u64::from(self.login_max_failures)) {
+            self.metrics.rate_limited("login");
+            return Err(SessionError::RateLimited { retry_after: counter.resets_in });
+        }
+        let user = self.users.by_email(&email).await?;
+        let matched = self.hasher.verify(password, user.as_ref().map(|u| &u.password_hash)).await?;
+        let user = match user {
+            Some(user) if matched => user,
+            _ => {
+                self.limits.hit(&failures_key, self.login_window).await?;
+                return Err(SessionError::InvalidCredentials);
+            }
+        };
+        if !user.email_verified {
+            return Err(SessionError::EmailNotVerified);
+        }
+        if failures.is_some() {
+            self.limits.clear(&failures_key).await?;
+        }
+        let refresh_token = RefreshToken::generate(&self.rng);
+        self.refresh_tokens.start_family(user.id, self.new_record(&refresh_token)).await?;
+        tracing::info!(user_id = %user.id, "login");
+        self.pair(user.id, refresh_token).await
+    }
+
+    /// Spends `presented` for a new pair. Exactly one of many concurrent calls with the same
+    /// token succeeds; the repository decides atomically.
+    pub async fn refresh(&self, presented: RefreshToken) -> Result<TokenPair, SessionError> {
+        let successor = RefreshToken::generate(&self.rng);
+        let outcome = self
+            .refresh_tokens
+            .rotate(&presented.hash(), self.new_record(&successor), SystemTime::now(), self.reuse_grace)
+            .await?;
+        let label = match outcome {
+            Rotation::Rotated { user } => {
+                self.metrics.refresh("rotated");
+                return self.pair(user, successor).await;
+            }
+            Rotation::Unknown => "unknown",
+            Rotation::Expired => "expired",
+            Rotation::Revoked => "revoked",
+            Rotation::ReusedWithinGrace => "reuse_grace",
+            Rotation::ReuseDetected => {
+                tracing::warn!("refresh token reuse detected: session family revoked");
+                "reuse_detected"
+            }
+        };
+        self.metrics.refresh(label);
+        Err(SessionError::InvalidToken)
+    }
+
+    /// Ends the session `token` belongs to. Unknown or revoked tokens are fine (idempotent).
+    pub async fn logout(&self, token: RefreshToken) -> Result<(), SessionError> {
+        self.refresh_tokens.revoke_family(&token.hash()).await?;
+        Ok(())
+    }
+
+    fn new_record(&self, token: &RefreshToken) -> NewRefreshToken {
+        NewRefreshToken { hash: token.hash(), expires_at: SystemTime::now() + self.refresh_ttl }
+    }
+
+    async fn pair(&self, user: UserId, refresh_token: RefreshToken) -> Result<TokenPair, SessionError> {
+        let signer = Arc::clone(&self.signer);
+        let access = self.signing_pool.run(move || signer.issue(user, unix_now())).await?;
+        let access = access.map_err(SessionError::Unexpected)?;
+        Ok(TokenPair { access_token: access.token, refresh_token, expires_in: access.expires_in })
+    }
+}
