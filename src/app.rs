@@ -75,8 +75,12 @@ pub struct App {
 }
 
 /// Runs CPU-heavy start-up work (key generation, the dummy bcrypt hash) off the runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, StartError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StartError(format!("start-up task failed: {e}")))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StartError(format!("start-up task failed: {e}")))
 }
 
 impl App {
@@ -86,42 +90,74 @@ impl App {
     }
 
     /// Builds authd sending email through `mailer` (tests capture emails this way).
-    pub async fn build_with_mailer(config: Config, mailer: Arc<dyn Mailer>) -> Result<App, StartError> {
+    pub async fn build_with_mailer(
+        config: Config,
+        mailer: Arc<dyn Mailer>,
+    ) -> Result<App, StartError> {
         let signing = match &config.signing_key {
             Some(path) => {
                 let path = path.clone();
-                blocking(move || SigningKey::from_pem_file(&path)).await?.map_err(|e| StartError(e.to_string()))?
+                blocking(move || SigningKey::from_pem_file(&path))
+                    .await?
+                    .map_err(|e| StartError(e.to_string()))?
             }
             None => {
                 tracing::warn!("AUTH_SIGNING_KEY is not set: generated a throwaway RSA key; tokens die with the process");
                 blocking(SigningKey::generate).await?.map_err(StartError)?
             }
         };
-        let ring = KeyRing::new(signing, &config.extra_keys).map_err(|e| StartError(e.to_string()))?;
+        let ring =
+            KeyRing::new(signing, &config.extra_keys).map_err(|e| StartError(e.to_string()))?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartError(format!("AUTH_LISTEN: cannot listen on {}: {e}", config.listen)))?;
-        let local_addr = listener.local_addr().map_err(|e| StartError(format!("AUTH_LISTEN: {e}")))?;
-        let public_url = config.public_url.clone().unwrap_or_else(|| default_public_url(local_addr));
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            StartError(format!(
+                "AUTH_LISTEN: cannot listen on {}: {e}",
+                config.listen
+            ))
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartError(format!("AUTH_LISTEN: {e}")))?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(local_addr));
         let issuer = config.issuer.clone().unwrap_or_else(|| public_url.clone());
 
         tracing::warn!("DATABASE_URL and REDIS_URL are not set: all state is in memory and is lost when authd stops");
         let repos = memory::repos();
         let metrics = Arc::new(Metrics::default());
-        let bcrypt_pool = Arc::new(CpuPool::new("bcrypt", config.bcrypt_workers, config.bcrypt_queue));
+        let bcrypt_pool = Arc::new(CpuPool::new(
+            "bcrypt",
+            config.bcrypt_workers,
+            config.bcrypt_queue,
+        ));
         let cost = config.bcrypt_cost;
         let pool = Arc::clone(&bcrypt_pool);
-        let hasher = Arc::new(blocking(move || Hasher::new(pool, cost)).await?.map_err(StartError)?);
+        let hasher = Arc::new(
+            blocking(move || Hasher::new(pool, cost))
+                .await?
+                .map_err(StartError)?,
+        );
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let signing_pool = Arc::new(CpuPool::new("rsa", cores, 4096));
 
         let jwks = JwksDocument {
-            body: Bytes::from(serde_json::to_vec(&ring.jwks).map_err(|e| StartError(format!("JWKS encoding: {e}")))?),
-            cache_control: HeaderValue::from_str(&format!("public, max-age={}", config.jwks_max_age.as_secs()))
-                .map_err(|e| StartError(format!("AUTH_JWKS_MAX_AGE: {e}")))?,
+            body: Bytes::from(
+                serde_json::to_vec(&ring.jwks)
+                    .map_err(|e| StartError(format!("JWKS encoding: {e}")))?,
+            ),
+            cache_control: HeaderValue::from_str(&format!(
+                "public, max-age={}",
+                config.jwks_max_age.as_secs()
+            ))
+            .map_err(|e| StartError(format!("AUTH_JWKS_MAX_AGE: {e}")))?,
         };
-        tracing::info!(kid = ring.signing.kid(), published = ring.jwks.keys.len(), "signing key loaded");
+        tracing::info!(
+            kid = ring.signing.kid(),
+            published = ring.jwks.keys.len(),
+            "signing key loaded"
+        );
         let signer = Arc::new(Signer::new(
             Arc::new(ring.signing),
             issuer,
@@ -155,14 +191,22 @@ impl App {
             login_window: config.login_window,
             rng: SystemRandom::new(),
         };
-        let default_link = |path: &str| LinkTemplate::parse_default(&format!("{public_url}{path}?token={{token}}"));
+        let default_link = |path: &str| {
+            LinkTemplate::parse_default(&format!("{public_url}{path}?token={{token}}"))
+        };
         let worker = Worker::new(
             Arc::clone(&repos.outbox),
             Arc::clone(&repos.one_time_tokens),
             mailer,
             MailSettings {
-                verify_url: config.verify_url.clone().unwrap_or_else(|| default_link("/verify-email")),
-                reset_url: config.reset_url.clone().unwrap_or_else(|| default_link("/password/reset")),
+                verify_url: config
+                    .verify_url
+                    .clone()
+                    .unwrap_or_else(|| default_link("/verify-email")),
+                reset_url: config
+                    .reset_url
+                    .clone()
+                    .unwrap_or_else(|| default_link("/password/reset")),
                 verify_ttl: config.verify_ttl,
                 reset_ttl: config.reset_ttl,
                 lease: Duration::from_secs(60),
@@ -206,7 +250,16 @@ impl App {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish (bounded by [`SHUTDOWN_GRACE`]) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let App { listener, local_addr, state, worker, mail_wake, refresh_tokens, max_connections, .. } = self;
+        let App {
+            listener,
+            local_addr,
+            state,
+            worker,
+            mail_wake,
+            refresh_tokens,
+            max_connections,
+            ..
+        } = self;
         tracing::info!(address = %local_addr, "authd listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker_task = tokio::spawn(worker.run(mail_wake, stop_rx.clone()));
@@ -260,8 +313,13 @@ impl App {
         drop(listener);
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stop_tx.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-            tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; closing them");
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight requests did not finish within {SHUTDOWN_GRACE:?}; closing them"
+            );
         }
         let _ = worker_task.await;
         tracing::info!("authd stopped");

@@ -132,7 +132,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn fail(&mut self, variable: &'static str, message: impl Into<String>) {
-        self.problems.push(Problem { variable, message: message.into() });
+        self.problems.push(Problem {
+            variable,
+            message: message.into(),
+        });
     }
 
     /// Reads `key` with `parse`, falling back to `default` when unset or invalid
@@ -163,14 +166,19 @@ impl Reader<'_> {
         self.parse(key, default, parse_duration)
     }
 
-    fn number<T: std::str::FromStr>(&mut self, key: &'static str, default: T, range: (T, T)) -> T
+    fn number<T>(&mut self, key: &'static str, default: T, range: (T, T)) -> T
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         self.parse(key, default, |raw| {
-            let v: T = raw.parse().map_err(|_| format!("must be a whole number, got {raw:?}"))?;
+            let v: T = raw
+                .parse()
+                .map_err(|_| format!("must be a whole number, got {raw:?}"))?;
             if v < range.0 || v > range.1 {
-                return Err(format!("must be between {} and {}, got {v}", range.0, range.1));
+                return Err(format!(
+                    "must be between {} and {}, got {v}",
+                    range.0, range.1
+                ));
             }
             Ok(v)
         })
@@ -179,7 +187,8 @@ impl Reader<'_> {
 
 /// Parses `30m`, `15d`, `4h`, `90s`, `0s` or a plain number of seconds.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let bad = || format!("must be a duration such as 90s, 30m, 4h, 15d or plain seconds, got {raw:?}");
+    let bad =
+        || format!("must be a duration such as 90s, 30m, 4h, 15d or plain seconds, got {raw:?}");
     let (digits, unit) = match raw.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&raw[..i], c),
         Some(_) => (raw, 's'),
@@ -196,12 +205,18 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         'd' => 86_400,
         _ => return Err(bad()),
     };
-    n.checked_mul(factor).map(Duration::from_secs).ok_or_else(bad)
+    n.checked_mul(factor)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
 }
 
 fn parse_listen(raw: &str) -> Result<SocketAddr, String> {
     // Go-style ":8080" means every interface, as operators coming from other services expect.
-    let full = if raw.starts_with(':') { format!("0.0.0.0{raw}") } else { raw.to_string() };
+    let full = if raw.starts_with(':') {
+        format!("0.0.0.0{raw}")
+    } else {
+        raw.to_string()
+    };
     full.to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
@@ -215,7 +230,9 @@ fn parse_base_url(raw: &str) -> Result<String, String> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| format!("must start with http:// or https://, got {raw:?}"))?;
     if rest.is_empty() || rest.contains(['?', '#']) || rest.chars().any(char::is_whitespace) {
-        return Err(format!("must be a base URL without query or fragment, got {raw:?}"));
+        return Err(format!(
+            "must be a base URL without query or fragment, got {raw:?}"
+        ));
     }
     Ok(url.to_string())
 }
@@ -226,8 +243,13 @@ fn parse_origin(raw: &str) -> Result<String, String> {
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"))
         .ok_or_else(|| format!("origin {origin:?} must start with http:// or https://"))?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', '*']) || rest.chars().any(char::is_whitespace) {
-        return Err(format!("origin {origin:?} must be scheme://host[:port] with no path"));
+    if rest.is_empty()
+        || rest.contains(['/', '?', '#', '*'])
+        || rest.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "origin {origin:?} must be scheme://host[:port] with no path"
+        ));
     }
     Ok(origin.to_ascii_lowercase())
 }
@@ -236,19 +258,28 @@ fn parse_mailbox(raw: &str) -> Result<String, String> {
     let address = match (raw.rfind('<'), raw.ends_with('>')) {
         (Some(start), true) => &raw[start + 1..raw.len() - 1],
         (None, false) => raw,
-        _ => return Err(format!("must be an address or `Name <address>`, got {raw:?}")),
+        _ => {
+            return Err(format!(
+                "must be an address or `Name <address>`, got {raw:?}"
+            ))
+        }
     };
     let mut parts = address.split('@');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty() => Ok(raw.to_string()),
-        _ => Err(format!("must be an address or `Name <address>`, got {raw:?}")),
+        _ => Err(format!(
+            "must be an address or `Name <address>`, got {raw:?}"
+        )),
     }
 }
 
 impl Config {
     /// Reads and validates every variable. Returns every problem at once.
     pub fn load(source: &dyn Source) -> Result<Config, ConfigError> {
-        let mut r = Reader { source, problems: Vec::new() };
+        let mut r = Reader {
+            source,
+            problems: Vec::new(),
+        };
 
         // Real backends arrive with their own issues; until then a set URL must not be
         // silently ignored, or an operator would believe their data is durable.
@@ -262,15 +293,31 @@ impl Config {
             }
         }
 
-        let listen = r.parse("AUTH_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)), parse_listen);
+        let listen = r.parse(
+            "AUTH_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            parse_listen,
+        );
         let public_url = r.parse("AUTH_PUBLIC_URL", None, |v| parse_base_url(v).map(Some));
-        let mail_from = r.parse("AUTH_MAIL_FROM", "authd <no-reply@localhost>".to_string(), parse_mailbox);
-        let verify_url = r.parse("AUTH_VERIFY_URL", None, |v| LinkTemplate::parse(v).map(Some));
+        let mail_from = r.parse(
+            "AUTH_MAIL_FROM",
+            "authd <no-reply@localhost>".to_string(),
+            parse_mailbox,
+        );
+        let verify_url = r.parse("AUTH_VERIFY_URL", None, |v| {
+            LinkTemplate::parse(v).map(Some)
+        });
         let reset_url = r.parse("AUTH_RESET_URL", None, |v| LinkTemplate::parse(v).map(Some));
         let signing_key = r.string("AUTH_SIGNING_KEY").map(PathBuf::from);
         let extra_keys = r
             .string("AUTH_JWKS_EXTRA_KEYS")
-            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let issuer = r.string("AUTH_ISSUER");
         let audience = r.string("AUTH_AUDIENCE");
@@ -297,20 +344,32 @@ impl Config {
         let resend_window = r.duration("AUTH_RESEND_WINDOW", Duration::from_secs(3600));
         let login_max_failures = r.number("AUTH_LOGIN_MAX_FAILURES", 10u32, (1, u32::MAX));
         let login_window = r.duration("AUTH_LOGIN_WINDOW", Duration::from_secs(15 * 60));
-        for (key, window) in [("AUTH_RESEND_WINDOW", resend_window), ("AUTH_LOGIN_WINDOW", login_window)] {
+        for (key, window) in [
+            ("AUTH_RESEND_WINDOW", resend_window),
+            ("AUTH_LOGIN_WINDOW", login_window),
+        ] {
             if window.is_zero() {
                 r.fail(key, "must be longer than 0s");
             }
         }
-        let redis_prefix = r.string("AUTH_REDIS_PREFIX").unwrap_or_else(|| "authd:".into());
+        let redis_prefix = r
+            .string("AUTH_REDIS_PREFIX")
+            .unwrap_or_else(|| "authd:".into());
         let cors_origins = r.parse("AUTH_CORS_ORIGINS", Vec::new(), |v| {
-            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(parse_origin).collect()
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(parse_origin)
+                .collect()
         });
         let jwks_max_age = r.duration("AUTH_JWKS_MAX_AGE", Duration::from_secs(300));
         let max_connections = r.number("AUTH_MAX_CONNECTIONS", 4096usize, (1, 1_000_000));
         let log = r.string("AUTH_LOG").unwrap_or_else(|| "info".into());
         if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
-            r.fail("AUTH_LOG", format!("must be a filter such as info or authd=debug,warn, got {log:?}"));
+            r.fail(
+                "AUTH_LOG",
+                format!("must be a filter such as info or authd=debug,warn, got {log:?}"),
+            );
         }
         let log_format = r.parse("AUTH_LOG_FORMAT", LogFormat::Text, |v| match v {
             "text" => Ok(LogFormat::Text),
@@ -389,8 +448,10 @@ mod tests {
     use super::*;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load(&map)
     }
 
@@ -404,8 +465,14 @@ mod tests {
         assert_eq!(c.reset_ttl, Duration::from_secs(1800));
         assert_eq!(c.refresh_reuse_grace, Duration::ZERO);
         assert_eq!(c.bcrypt_cost, 12);
-        assert_eq!((c.resend_max, c.resend_window), (3, Duration::from_secs(3600)));
-        assert_eq!((c.login_max_failures, c.login_window), (10, Duration::from_secs(900)));
+        assert_eq!(
+            (c.resend_max, c.resend_window),
+            (3, Duration::from_secs(3600))
+        );
+        assert_eq!(
+            (c.login_max_failures, c.login_window),
+            (10, Duration::from_secs(900))
+        );
         assert_eq!(c.redis_prefix, "authd:");
         assert_eq!(c.mail_from, "authd <no-reply@localhost>");
         assert!(c.cors_origins.is_empty());
@@ -419,7 +486,15 @@ mod tests {
         assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
         assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(14_400)));
         assert_eq!(parse_duration("15d"), Ok(Duration::from_secs(1_296_000)));
-        for bad in ["", "m", "-5s", "1.5h", "10x", "1h30m", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "-5s",
+            "1.5h",
+            "10x",
+            "1h30m",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
@@ -437,11 +512,20 @@ mod tests {
         let names: Vec<_> = err.0.iter().map(|p| p.variable).collect();
         assert_eq!(
             names,
-            ["AUTH_LISTEN", "AUTH_ACCESS_TTL", "AUTH_BCRYPT_COST", "AUTH_CORS_ORIGINS", "AUTH_LOG_FORMAT"]
+            [
+                "AUTH_LISTEN",
+                "AUTH_ACCESS_TTL",
+                "AUTH_BCRYPT_COST",
+                "AUTH_CORS_ORIGINS",
+                "AUTH_LOG_FORMAT"
+            ]
         );
         let line = err.to_string();
         assert!(!line.contains('\n'));
-        assert!(line.contains("AUTH_BCRYPT_COST must be between 4 and 31, got 3"), "{line}");
+        assert!(
+            line.contains("AUTH_BCRYPT_COST must be between 4 and 31, got 3"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -460,7 +544,10 @@ mod tests {
     fn link_templates_need_the_token_placeholder() {
         assert!(load(&[("AUTH_VERIFY_URL", "https://app.example/verify")]).is_err());
         let c = load(&[("AUTH_VERIFY_URL", "https://app.example/verify#t={token}")]).unwrap();
-        assert_eq!(c.verify_url.unwrap().render("abc"), "https://app.example/verify#t=abc");
+        assert_eq!(
+            c.verify_url.unwrap().render("abc"),
+            "https://app.example/verify#t=abc"
+        );
     }
 
     #[test]

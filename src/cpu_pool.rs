@@ -129,7 +129,10 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_job_is_reported_and_the_thread_survives() {
         let pool = CpuPool::new("t", 1, 4);
-        assert_eq!(pool.run(|| panic!("boom")).await, Err::<(), _>(PoolError::Panicked));
+        assert_eq!(
+            pool.run(|| panic!("boom")).await,
+            Err::<(), _>(PoolError::Panicked)
+        );
         assert_eq!(pool.run(|| 5).await, Ok(5));
     }
 }

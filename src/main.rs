@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use authd::config::{Config, Env, LogFormat};
@@ -13,7 +14,12 @@ const USAGE: &str = "usage: authd            serve (configured by environment va
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => {}
         ["--version"] => {
             println!("authd {}", env!("CARGO_PKG_VERSION"));
@@ -41,7 +47,10 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("authd: cannot start the async runtime: {e}");
@@ -68,8 +77,16 @@ fn init_logging(config: &Config) {
     let filter: Targets = config.log.parse().unwrap_or_else(|_| Targets::new());
     let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json()).init(),
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .init(),
+        LogFormat::Text => {
+            // Colours only for a person at a terminal; files and pipes get plain text.
+            let ansi = std::io::stdout().is_terminal();
+            registry
+                .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+                .init()
+        }
     }
 }
 

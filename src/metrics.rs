@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -37,11 +39,31 @@ pub struct Gauges {
 }
 
 const HELP: &[(&str, &str, &str)] = &[
-    ("authd_refresh_total", "counter", "Refresh attempts by outcome."),
-    ("authd_rate_limited_total", "counter", "Requests refused by a rate limit."),
-    ("authd_shed_total", "counter", "Requests shed because a CPU pool was full."),
-    ("authd_emails_total", "counter", "Outbox deliveries by result."),
-    ("authd_dependency_errors_total", "counter", "Storage calls that failed."),
+    (
+        "authd_refresh_total",
+        "counter",
+        "Refresh attempts by outcome.",
+    ),
+    (
+        "authd_rate_limited_total",
+        "counter",
+        "Requests refused by a rate limit.",
+    ),
+    (
+        "authd_shed_total",
+        "counter",
+        "Requests shed because a CPU pool was full.",
+    ),
+    (
+        "authd_emails_total",
+        "counter",
+        "Outbox deliveries by result.",
+    ),
+    (
+        "authd_dependency_errors_total",
+        "counter",
+        "Storage calls that failed.",
+    ),
 ];
 
 impl Metrics {
@@ -98,7 +120,10 @@ impl Metrics {
         out.push_str("# HELP authd_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE authd_http_requests_total counter\n");
         for ((route, status), n) in &m.requests {
-            let _ = writeln!(out, "authd_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "authd_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         out.push_str("# HELP authd_http_request_duration_seconds Time to answer, by route.\n");
         out.push_str("# TYPE authd_http_request_duration_seconds histogram\n");
@@ -106,17 +131,33 @@ impl Metrics {
             for (bound, count) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(out, "authd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}");
             }
-            let _ = writeln!(out, "authd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "authd_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-            let _ = writeln!(out, "authd_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "authd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "authd_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "authd_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
         }
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((metric, label, value), n) in m.events.iter().filter(|((metric, ..), _)| metric == name) {
+            for ((metric, label, value), n) in
+                m.events.iter().filter(|((metric, ..), _)| metric == name)
+            {
                 let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
             }
         }
-        out.push_str("# HELP authd_bcrypt_queue_depth Password checks waiting for a bcrypt thread.\n");
+        out.push_str(
+            "# HELP authd_bcrypt_queue_depth Password checks waiting for a bcrypt thread.\n",
+        );
         out.push_str("# TYPE authd_bcrypt_queue_depth gauge\n");
         let _ = writeln!(out, "authd_bcrypt_queue_depth {}", gauges.bcrypt_queue);
         if let Some((backlog, oldest)) = gauges.outbox_backlog {
@@ -141,10 +182,16 @@ mod tests {
         m.request("login", 200, Duration::from_millis(3));
         m.request("login", 200, Duration::from_millis(300));
         m.refresh("rotated");
-        let text = m.render(&Gauges { bcrypt_queue: 2, outbox_backlog: Some((1, Duration::from_secs(3))) });
+        let text = m.render(&Gauges {
+            bcrypt_queue: 2,
+            outbox_backlog: Some((1, Duration::from_secs(3))),
+        });
         assert!(text.contains("authd_http_requests_total{route=\"login\",status=\"200\"} 2"));
-        assert!(text.contains("authd_http_request_duration_seconds_bucket{route=\"login\",le=\"0.005\"} 1"));
-        assert!(text.contains("authd_http_request_duration_seconds_bucket{route=\"login\",le=\"0.5\"} 2"));
+        assert!(text.contains(
+            "authd_http_request_duration_seconds_bucket{route=\"login\",le=\"0.005\"} 1"
+        ));
+        assert!(text
+            .contains("authd_http_request_duration_seconds_bucket{route=\"login\",le=\"0.5\"} 2"));
         assert!(text.contains("authd_refresh_total{outcome=\"rotated\"} 1"));
         assert!(text.contains("authd_bcrypt_queue_depth 2"));
         assert!(text.contains("authd_outbox_backlog 1"));

@@ -20,19 +20,32 @@ impl Hasher {
     pub fn new(pool: Arc<CpuPool>, cost: u32) -> Result<Hasher, String> {
         let random = uuid::Uuid::new_v4().simple().to_string();
         let dummy = bcrypt::hash(random, cost).map_err(|e| format!("bcrypt: {e}"))?;
-        Ok(Hasher { pool, cost, dummy: PasswordHash::from_stored(dummy) })
+        Ok(Hasher {
+            pool,
+            cost,
+            dummy: PasswordHash::from_stored(dummy),
+        })
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, PoolError> {
         let cost = self.cost;
-        let hashed = self.pool.run(move || bcrypt::hash(password.expose(), cost)).await?;
+        let hashed = self
+            .pool
+            .run(move || bcrypt::hash(password.expose(), cost))
+            .await?;
         // bcrypt::hash fails only for a cost outside 4..=31, which config rules out.
-        hashed.map(PasswordHash::from_stored).map_err(|_| PoolError::Panicked)
+        hashed
+            .map(PasswordHash::from_stored)
+            .map_err(|_| PoolError::Panicked)
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no
     /// account, so both paths cost one bcrypt verification.
-    pub async fn verify(&self, password: Password, stored: Option<&PasswordHash>) -> Result<bool, PoolError> {
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<&PasswordHash>,
+    ) -> Result<bool, PoolError> {
         let (hash, real) = match stored {
             Some(h) => (h.clone(), true),
             None => (self.dummy.clone(), false),
@@ -57,11 +70,20 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_and_unknown_accounts_never_match() {
         let hasher = Hasher::new(Arc::new(CpuPool::new("b", 1, 8)), 4).unwrap();
-        let hash = hasher.hash(Password::new("correct horse".into()).unwrap()).await.unwrap();
+        let hash = hasher
+            .hash(Password::new("correct horse".into()).unwrap())
+            .await
+            .unwrap();
         assert!(hash.as_str().starts_with("$2"));
         let check = |p: &str| Password::presented(p.to_string()).unwrap();
-        assert!(hasher.verify(check("correct horse"), Some(&hash)).await.unwrap());
-        assert!(!hasher.verify(check("wrong horse"), Some(&hash)).await.unwrap());
+        assert!(hasher
+            .verify(check("correct horse"), Some(&hash))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(check("wrong horse"), Some(&hash))
+            .await
+            .unwrap());
         assert!(!hasher.verify(check("correct horse"), None).await.unwrap());
     }
 
@@ -69,8 +91,14 @@ mod tests {
     async fn all_72_bytes_count() {
         let hasher = Hasher::new(Arc::new(CpuPool::new("b", 1, 8)), 4).unwrap();
         let long = "a".repeat(71);
-        let hash = hasher.hash(Password::new(format!("{long}b")).unwrap()).await.unwrap();
+        let hash = hasher
+            .hash(Password::new(format!("{long}b")).unwrap())
+            .await
+            .unwrap();
         let differs_in_last_byte = Password::presented(format!("{long}c")).unwrap();
-        assert!(!hasher.verify(differs_in_last_byte, Some(&hash)).await.unwrap());
+        assert!(!hasher
+            .verify(differs_in_last_byte, Some(&hash))
+            .await
+            .unwrap());
     }
 }

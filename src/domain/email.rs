@@ -121,12 +121,15 @@ mod tests {
         let local64 = "a".repeat(64);
         assert!(Email::parse(&format!("{local64}@example.com")).is_ok());
         let local65 = "a".repeat(65);
-        assert_eq!(Email::parse(&format!("{local65}@example.com")), Err(EmailError::LocalPart));
+        assert_eq!(
+            Email::parse(&format!("{local65}@example.com")),
+            Err(EmailError::LocalPart)
+        );
         let domain = format!("{}.com", "d".repeat(250 - 6));
         let at_limit = format!("a@{domain}");
         assert_eq!(at_limit.len(), 250);
         assert!(Email::parse(&at_limit).is_ok());
-        let over = format!("abcde@{domain}");
+        let over = format!("abcdef@{domain}");
         assert_eq!(over.len(), 255);
         assert_eq!(Email::parse(&over), Err(EmailError::TooLong));
     }

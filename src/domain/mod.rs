@@ -10,7 +10,7 @@ mod user;
 pub use email::{Email, EmailError};
 pub use password::{Password, PasswordError, PasswordHash};
 pub use tokens::{
-    MalformedToken, OpaqueToken, Refresh, RefreshToken, Reset, ResetToken, TokenHash,
-    Verification, VerificationToken,
+    MalformedToken, OpaqueToken, Refresh, RefreshToken, Reset, ResetToken, TokenHash, Verification,
+    VerificationToken,
 };
 pub use user::{User, UserId};

@@ -85,17 +85,26 @@ mod tests {
 
     #[test]
     fn new_password_accepts_8_to_72_bytes() {
-        assert_eq!(Password::new("1234567".into()).unwrap_err(), PasswordError::TooShort);
+        assert_eq!(
+            Password::new("1234567".into()).unwrap_err(),
+            PasswordError::TooShort
+        );
         assert!(Password::new("12345678".into()).is_ok());
         assert!(Password::new("x".repeat(72)).is_ok());
-        assert_eq!(Password::new("x".repeat(73)).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(
+            Password::new("x".repeat(73)).unwrap_err(),
+            PasswordError::TooLong
+        );
     }
 
     #[test]
     fn length_counts_bytes_not_characters() {
         // 24 three-byte characters = 72 bytes; one more is 75.
         assert!(Password::new("€".repeat(24)).is_ok());
-        assert_eq!(Password::new("€".repeat(25)).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(
+            Password::new("€".repeat(25)).unwrap_err(),
+            PasswordError::TooLong
+        );
         // 4 two-byte characters are 8 bytes.
         assert!(Password::new("éééé".into()).is_ok());
     }

@@ -42,8 +42,12 @@ impl<K> OpaqueToken<K> {
         let mut bytes = [0u8; TOKEN_BYTES];
         // The system RNG only fails when the OS has no entropy source at all; nothing sane
         // can be done then, and issuing a predictable token would be worse than stopping.
-        rng.fill(&mut bytes).expect("the operating system's random generator failed");
-        OpaqueToken { bytes, kind: PhantomData }
+        rng.fill(&mut bytes)
+            .expect("the operating system's random generator failed");
+        OpaqueToken {
+            bytes,
+            kind: PhantomData,
+        }
     }
 
     /// Accepts exactly the canonical 43-character unpadded base64url form of 32 bytes.
@@ -53,7 +57,10 @@ impl<K> OpaqueToken<K> {
         }
         let decoded = URL_SAFE_NO_PAD.decode(text).map_err(|_| MalformedToken)?;
         let bytes: [u8; TOKEN_BYTES] = decoded.try_into().map_err(|_| MalformedToken)?;
-        Ok(OpaqueToken { bytes, kind: PhantomData })
+        Ok(OpaqueToken {
+            bytes,
+            kind: PhantomData,
+        })
     }
 
     /// The text handed to the holder. Call only to put it in a response body or an email.
@@ -118,13 +125,26 @@ mod tests {
     #[test]
     fn two_tokens_differ() {
         let rng = SystemRandom::new();
-        assert_ne!(RefreshToken::generate(&rng).hash(), RefreshToken::generate(&rng).hash());
+        assert_ne!(
+            RefreshToken::generate(&rng).hash(),
+            RefreshToken::generate(&rng).hash()
+        );
     }
 
     #[test]
     fn rejects_malformed_text() {
-        for text in ["", "short", &"A".repeat(44), &"+".repeat(43), &format!("{}=", "A".repeat(42))] {
-            assert_eq!(RefreshToken::parse(text).unwrap_err(), MalformedToken, "{text:?}");
+        for text in [
+            "",
+            "short",
+            &"A".repeat(44),
+            &"+".repeat(43),
+            &format!("{}=", "A".repeat(42)),
+        ] {
+            assert_eq!(
+                RefreshToken::parse(text).unwrap_err(),
+                MalformedToken,
+                "{text:?}"
+            );
         }
         // Non-canonical: the last character carries bits beyond the 32 bytes.
         let mut text = "A".repeat(42);

@@ -32,14 +32,20 @@ pub async fn register(state: &State, req: Request<Incoming>) -> Result<Response,
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
     let user = state.accounts.register(email, password).await?;
-    let out = Registered { user_id: user.id.to_string(), email: user.email.as_str(), email_verified: user.email_verified };
+    let out = Registered {
+        user_id: user.id.to_string(),
+        email: user.email.as_str(),
+        email_verified: user.email_verified,
+    };
     Ok(json(StatusCode::CREATED, &out))
 }
 
 /// The `token` query parameter. Tokens are base64url, so no percent-decoding is needed: any
 /// `%` makes the token malformed anyway.
 fn token_param(query: Option<&str>) -> Option<&str> {
-    query?.split('&').find_map(|pair| pair.strip_prefix("token="))
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
 }
 
 pub async fn verify_email(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
@@ -47,10 +53,16 @@ pub async fn verify_email(state: &State, req: Request<Incoming>) -> Result<Respo
         .and_then(|t| VerificationToken::parse(t).ok())
         .ok_or_else(|| Problem::invalid_token(StatusCode::BAD_REQUEST))?;
     state.accounts.verify_email(token).await?;
-    Ok(json(StatusCode::OK, &serde_json::json!({"email_verified": true})))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"email_verified": true}),
+    ))
 }
 
-pub async fn resend_verification(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn resend_verification(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Response, Problem> {
     let body: EmailOnly = read_json(req).await?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     state.accounts.resend_verification(email).await?;

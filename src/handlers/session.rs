@@ -40,8 +40,12 @@ fn tokens(pair: TokenPair) -> Response {
         expires_in: pair.expires_in,
     };
     let mut response = json(StatusCode::OK, &body);
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response.headers_mut().insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -53,13 +57,15 @@ pub async fn login(state: &State, req: Request<Incoming>) -> Result<Response, Pr
     }
     // Over 72 bytes cannot match any hash we made; answering at once reveals nothing
     // about the account, since it does not depend on it.
-    let password = Password::presented(body.password).map_err(|_: PasswordError| Problem::invalid_credentials())?;
+    let password = Password::presented(body.password)
+        .map_err(|_: PasswordError| Problem::invalid_credentials())?;
     let pair = state.sessions.login(email, password).await?;
     Ok(tokens(pair))
 }
 
 fn refresh_token(body: RefreshBody) -> Result<RefreshToken, Problem> {
-    RefreshToken::parse(&body.refresh_token).map_err(|_| Problem::bad_request("refresh_token is malformed"))
+    RefreshToken::parse(&body.refresh_token)
+        .map_err(|_| Problem::bad_request("refresh_token is malformed"))
 }
 
 pub async fn refresh(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {

@@ -29,13 +29,22 @@ pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T,
     if !is_json(&req) {
         return Err(Problem::unsupported_media_type());
     }
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(Problem::payload_too_large());
     }
-    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(Problem::payload_too_large()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Problem::payload_too_large())
+        }
         Err(_) => return Err(Problem::bad_request("could not read the request body")),
     };
     parse_json(&bytes)
@@ -47,11 +56,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         use serde_json::error::Category;
         let message = e.to_string();
         Problem::bad_request(match e.classify() {
-            Category::Data if message.starts_with("missing field") => {
-                message.split(" at line").next().unwrap_or("missing field").to_string()
+            Category::Data if message.starts_with("missing field") => message
+                .split(" at line")
+                .next()
+                .unwrap_or("missing field")
+                .to_string(),
+            Category::Data => {
+                "a field has the wrong type; expected a JSON object of strings".to_string()
             }
-            Category::Data => "a field has the wrong type; expected a JSON object of strings".to_string(),
-            Category::Syntax | Category::Eof | Category::Io => "request body is not valid JSON".to_string(),
+            Category::Syntax | Category::Eof | Category::Io => {
+                "request body is not valid JSON".to_string()
+            }
         })
     })
 }
@@ -66,7 +81,9 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
 pub fn with_type(status: StatusCode, body: Bytes, media_type: &'static str) -> Response {
     let mut response = hyper::Response::new(Full::new(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
     response
 }
 

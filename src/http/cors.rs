@@ -4,8 +4,9 @@
 //! allowed and an origin is either listed exactly or gets no CORS headers at all.
 
 use hyper::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ORIGIN, VARY,
+    HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ORIGIN,
+    VARY,
 };
 use hyper::HeaderMap;
 
@@ -22,7 +23,7 @@ impl Cors {
     pub fn allowed_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {
         let origin = headers.get(ORIGIN)?;
         let text = origin.to_str().ok()?.to_ascii_lowercase();
-        self.origins.iter().any(|o| *o == text).then(|| origin.clone())
+        self.origins.contains(&text).then(|| origin.clone())
     }
 
     /// Headers for an ordinary response.
@@ -33,13 +34,19 @@ impl Cors {
         headers.append(VARY, HeaderValue::from_static("Origin"));
         if let Some(origin) = origin {
             headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Retry-After, X-Request-Id"));
+            headers.insert(
+                ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Retry-After, X-Request-Id"),
+            );
         }
     }
 
     /// Extra headers for a preflight answer from an allowed origin.
     pub fn preflight(&self, allow: &'static str, headers: &mut HeaderMap) {
-        headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(allow));
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(allow),
+        );
         headers.insert(
             ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("Authorization, Content-Type, X-Request-Id"),

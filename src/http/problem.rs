@@ -43,7 +43,13 @@ fn retry_secs(d: Duration) -> u64 {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { status, code, detail: detail.into(), retry_after: None, allow: None }
+        Problem {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+            allow: None,
+        }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -59,25 +65,45 @@ impl Problem {
     }
 
     pub fn invalid_token(status: StatusCode) -> Problem {
-        Problem::new(status, "invalid_token", "the token is unknown, expired, revoked or already used")
+        Problem::new(
+            status,
+            "invalid_token",
+            "the token is unknown, expired, revoked or already used",
+        )
     }
 
     pub fn invalid_credentials() -> Problem {
-        Problem::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password")
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password",
+        )
     }
 
     pub fn rate_limited(retry_after: Duration) -> Problem {
-        let mut p = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many attempts; try again later");
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many attempts; try again later",
+        );
         p.retry_after = Some(retry_secs(retry_after));
         p
     }
 
     pub fn payload_too_large() -> Problem {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than 16 KiB")
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is larger than 16 KiB",
+        )
     }
 
     pub fn unsupported_media_type() -> Problem {
-        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "request body must be application/json")
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request body must be application/json",
+        )
     }
 
     pub fn not_found() -> Problem {
@@ -85,14 +111,22 @@ impl Problem {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Problem {
-        let mut p = Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("allowed methods: {allow}"));
+        let mut p = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("allowed methods: {allow}"),
+        );
         p.allow = Some(allow);
         p
     }
 
     /// A CPU pool is full: shed rather than queue without limit.
     pub fn overloaded() -> Problem {
-        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "the server is busy; try again shortly");
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the server is busy; try again shortly",
+        );
         p.retry_after = Some(1);
         p
     }
@@ -100,7 +134,11 @@ impl Problem {
     /// A dependency failed. The cause is logged, never sent.
     pub fn unavailable(cause: &str) -> Problem {
         tracing::warn!(%cause, "dependency unavailable");
-        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "a dependency is unavailable; try again shortly");
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "a dependency is unavailable; try again shortly",
+        );
         p.retry_after = Some(1);
         p
     }
@@ -108,17 +146,30 @@ impl Problem {
     /// A bug. The cause is logged, never sent.
     pub fn unexpected(cause: &str) -> Problem {
         tracing::error!(%cause, "unexpected error");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an unexpected error occurred",
+        )
     }
 
     pub fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = Body { kind: "about:blank", title, status: self.status.as_u16(), detail: &self.detail, code: self.code };
+        let body = Body {
+            kind: "about:blank",
+            title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+        };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = hyper::Response::new(Full::new(Bytes::from(json)));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -132,11 +183,17 @@ impl Problem {
 impl From<AccountError> for Problem {
     fn from(e: AccountError) -> Problem {
         match e {
-            AccountError::EmailTaken => {
-                Problem::new(StatusCode::CONFLICT, "email_taken", "an account with this email already exists")
-            }
+            AccountError::EmailTaken => Problem::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "an account with this email already exists",
+            ),
             AccountError::InvalidToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
-            AccountError::NoSuchAccount => Problem::new(StatusCode::NOT_FOUND, "not_found", "no account has this email"),
+            AccountError::NoSuchAccount => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no account has this email",
+            ),
             AccountError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
             AccountError::Overloaded => Problem::overloaded(),
             AccountError::Unavailable(cause) => Problem::unavailable(&cause),
@@ -149,9 +206,11 @@ impl From<SessionError> for Problem {
     fn from(e: SessionError) -> Problem {
         match e {
             SessionError::InvalidCredentials => Problem::invalid_credentials(),
-            SessionError::EmailNotVerified => {
-                Problem::new(StatusCode::FORBIDDEN, "email_not_verified", "verify your email address before logging in")
-            }
+            SessionError::EmailNotVerified => Problem::new(
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "verify your email address before logging in",
+            ),
             SessionError::InvalidToken => Problem::invalid_token(StatusCode::UNAUTHORIZED),
             SessionError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
             SessionError::Overloaded => Problem::overloaded(),

@@ -14,7 +14,8 @@ pub fn from_headers(headers: &HeaderMap) -> HeaderValue {
             let b = v.as_bytes();
             !b.is_empty()
                 && b.len() <= 128
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
         })
         .cloned()
         .unwrap_or_else(|| {

@@ -61,7 +61,10 @@ impl Route {
     }
 
     fn is_get(self) -> bool {
-        matches!(self, Route::VerifyEmail | Route::Jwks | Route::Healthz | Route::Readyz | Route::Metrics)
+        matches!(
+            self,
+            Route::VerifyEmail | Route::Jwks | Route::Healthz | Route::Readyz | Route::Metrics
+        )
     }
 
     /// Whether `method` is served here (OPTIONS is answered before routing).
@@ -91,7 +94,11 @@ impl Route {
 }
 
 /// Runs the handler of `route`; the method has been checked.
-pub async fn dispatch(state: &State, route: Route, req: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn dispatch(
+    state: &State,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response, Problem> {
     match route {
         Route::Register => account::register(state, req).await,
         Route::VerifyEmail => account::verify_email(state, req).await,

@@ -26,24 +26,34 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
         None => Problem::not_found().into_response(),
         Some(route) if method == Method::OPTIONS => {
             let mut r = body::no_content();
-            r.headers_mut().insert(ALLOW, HeaderValue::from_static(route.allow()));
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(route.allow()));
             if origin.is_some() {
                 state.cors.preflight(route.allow(), r.headers_mut());
             }
             r
         }
-        Some(route) if !route.accepts(&method) => Problem::method_not_allowed(route.allow()).into_response(),
-        Some(route) => match tokio::time::timeout(REQUEST_TIMEOUT, router::dispatch(state, route, req)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(problem)) => problem.into_response(),
-            Err(_) => {
-                Problem::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request took too long").into_response()
+        Some(route) if !route.accepts(&method) => {
+            Problem::method_not_allowed(route.allow()).into_response()
+        }
+        Some(route) => {
+            match tokio::time::timeout(REQUEST_TIMEOUT, router::dispatch(state, route, req)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(problem)) => problem.into_response(),
+                Err(_) => Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request took too long",
+                )
+                .into_response(),
             }
-        },
+        }
     };
 
     state.cors.apply(origin, response.headers_mut());
-    response.headers_mut().insert(request_id::HEADER, request_id.clone());
+    response
+        .headers_mut()
+        .insert(request_id::HEADER, request_id.clone());
     let label = route.map_or("unknown", Route::label);
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

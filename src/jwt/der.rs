@@ -7,7 +7,9 @@ const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
 /// DER of the OID 1.2.840.113549.1.1.1 (rsaEncryption).
-const RSA_ENCRYPTION_OID: [u8; 11] = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const RSA_ENCRYPTION_OID: [u8; 11] = [
+    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+];
 
 /// The two numbers of an RSA public key, big-endian without leading zero bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,10 @@ fn unsigned(integer: &[u8]) -> Result<Vec<u8>, String> {
     if integer.first().is_some_and(|b| b & 0x80 != 0) {
         return Err("DER: RSA numbers must be positive".into());
     }
-    let start = integer.iter().position(|&b| b != 0).unwrap_or(integer.len());
+    let start = integer
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(integer.len());
     if start == integer.len() {
         return Err("DER: RSA numbers must be non-zero".into());
     }
@@ -71,7 +76,10 @@ pub fn rsa_public_key(der: &[u8]) -> Result<RsaPublicKey, String> {
     if !rest.is_empty() {
         return Err("DER: unexpected fields in RSAPublicKey".into());
     }
-    Ok(RsaPublicKey { modulus: unsigned(n)?, exponent: unsigned(e)? })
+    Ok(RsaPublicKey {
+        modulus: unsigned(n)?,
+        exponent: unsigned(e)?,
+    })
 }
 
 /// Parses a `SubjectPublicKeyInfo` holding an RSA key and returns its `RSAPublicKey`.
@@ -95,7 +103,9 @@ mod tests {
     #[test]
     fn strips_sign_padding_and_reads_both_numbers() {
         // SEQUENCE { INTEGER 0x00 0x80 0x01, INTEGER 0x01 0x00 0x01 }
-        let der = [0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01];
+        let der = [
+            0x30, 0x0a, 0x02, 0x03, 0x00, 0x80, 0x01, 0x02, 0x03, 0x01, 0x00, 0x01,
+        ];
         let key = rsa_public_key(&der).unwrap();
         assert_eq!(key.modulus, [0x80, 0x01]);
         assert_eq!(key.exponent, [0x01, 0x00, 0x01]);

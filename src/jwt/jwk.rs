@@ -30,7 +30,14 @@ impl Jwk {
         let n = URL_SAFE_NO_PAD.encode(&key.modulus);
         let e = URL_SAFE_NO_PAD.encode(&key.exponent);
         let kid = thumbprint(&n, &e);
-        Jwk { kty: "RSA", kid, use_: "sig", alg: "RS256", n, e }
+        Jwk {
+            kty: "RSA",
+            kid,
+            use_: "sig",
+            alg: "RS256",
+            n,
+            e,
+        }
     }
 }
 
@@ -50,12 +57,18 @@ mod tests {
     #[test]
     fn rfc7638_section_3_1_example() {
         let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
-        assert_eq!(thumbprint(n, "AQAB"), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(n, "AQAB"),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
     fn builds_unpadded_base64url_members() {
-        let jwk = Jwk::from_rsa(&RsaPublicKey { modulus: vec![0xff; 256], exponent: vec![1, 0, 1] });
+        let jwk = Jwk::from_rsa(&RsaPublicKey {
+            modulus: vec![0xff; 256],
+            exponent: vec![1, 0, 1],
+        });
         assert_eq!(jwk.e, "AQAB");
         assert!(!jwk.n.contains('=') && !jwk.n.contains('+') && !jwk.n.contains('/'));
         assert_eq!(URL_SAFE_NO_PAD.decode(&jwk.n).unwrap(), vec![0xff; 256]);

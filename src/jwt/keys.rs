@@ -22,7 +22,11 @@ pub struct KeyError {
 
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {} {}", self.variable, self.message)
+        write!(
+            f,
+            "invalid configuration: {} {}",
+            self.variable, self.message
+        )
     }
 }
 
@@ -43,10 +47,14 @@ impl fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads a PKCS#8 PEM RSA private key of at least 2048 bits.
     pub fn from_pem_file(path: &Path) -> Result<SigningKey, KeyError> {
-        let fail = |message: String| KeyError { variable: "AUTH_SIGNING_KEY", message };
+        let fail = |message: String| KeyError {
+            variable: "AUTH_SIGNING_KEY",
+            message,
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-        let (label, der) = pem::decode(&text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let (label, der) =
+            pem::decode(&text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         if label != "PRIVATE KEY" {
             return Err(fail(format!(
                 "{}: expected a PKCS#8 \"PRIVATE KEY\" PEM, found \"{label}\" (convert with `openssl pkcs8 -topk8 -nocrypt`)",
@@ -66,7 +74,10 @@ impl SigningKey {
             return Err(format!("RSA key is smaller than {MIN_RSA_BITS} bits"));
         }
         let public = der::rsa_public_key(pair.public_key().as_ref())?;
-        Ok(SigningKey { jwk: Jwk::from_rsa(&public), pair })
+        Ok(SigningKey {
+            jwk: Jwk::from_rsa(&public),
+            pair,
+        })
     }
 
     /// A fresh 2048-bit key for the embedded default. ring cannot generate RSA keys, so the
@@ -75,7 +86,9 @@ impl SigningKey {
         use rsa::pkcs8::EncodePrivateKey as _;
         let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, MIN_RSA_BITS)
             .map_err(|e| format!("RSA key generation failed: {e}"))?;
-        let der = key.to_pkcs8_der().map_err(|e| format!("PKCS#8 encoding failed: {e}"))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| format!("PKCS#8 encoding failed: {e}"))?;
         SigningKey::from_pkcs8_der(der.as_bytes())
     }
 
@@ -95,20 +108,30 @@ impl SigningKey {
 /// Reads a retired key: its PKCS#8 private key, or only its public half
 /// (`PUBLIC KEY` SubjectPublicKeyInfo or PKCS#1 `RSA PUBLIC KEY`).
 fn read_published_key(path: &Path) -> Result<RsaPublicKey, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (label, der) = pem::decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let public = match label.as_str() {
         "PRIVATE KEY" => {
-            let key = SigningKey::from_pkcs8_der(&der).map_err(|e| format!("{}: {e}", path.display()))?;
+            let key =
+                SigningKey::from_pkcs8_der(&der).map_err(|e| format!("{}: {e}", path.display()))?;
             der::rsa_public_key(key.pair.public_key().as_ref())
         }
         "PUBLIC KEY" => der::spki_rsa_public_key(&der),
         "RSA PUBLIC KEY" => der::rsa_public_key(&der),
-        other => return Err(format!("{}: unsupported PEM label \"{other}\"", path.display())),
+        other => {
+            return Err(format!(
+                "{}: unsupported PEM label \"{other}\"",
+                path.display()
+            ))
+        }
     }
     .map_err(|e| format!("{}: {e}", path.display()))?;
     if public.modulus.len() * 8 < MIN_RSA_BITS {
-        return Err(format!("{}: RSA key is smaller than {MIN_RSA_BITS} bits", path.display()));
+        return Err(format!(
+            "{}: RSA key is smaller than {MIN_RSA_BITS} bits",
+            path.display()
+        ));
     }
     Ok(public)
 }
@@ -127,16 +150,30 @@ impl KeyRing {
     pub fn new(signing: SigningKey, extra_paths: &[PathBuf]) -> Result<KeyRing, KeyError> {
         let mut keys = vec![signing.jwk.clone()];
         let mut public_keys = HashMap::new();
-        public_keys.insert(signing.jwk.kid.clone(), der::rsa_public_key(signing.pair.public_key().as_ref()).map_err(|message| KeyError { variable: "AUTH_SIGNING_KEY", message })?);
+        public_keys.insert(
+            signing.jwk.kid.clone(),
+            der::rsa_public_key(signing.pair.public_key().as_ref()).map_err(|message| {
+                KeyError {
+                    variable: "AUTH_SIGNING_KEY",
+                    message,
+                }
+            })?,
+        );
         for path in extra_paths {
-            let public = read_published_key(path)
-                .map_err(|message| KeyError { variable: "AUTH_JWKS_EXTRA_KEYS", message })?;
+            let public = read_published_key(path).map_err(|message| KeyError {
+                variable: "AUTH_JWKS_EXTRA_KEYS",
+                message,
+            })?;
             let jwk = Jwk::from_rsa(&public);
             if !public_keys.contains_key(&jwk.kid) {
                 public_keys.insert(jwk.kid.clone(), public);
                 keys.push(jwk);
             }
         }
-        Ok(KeyRing { signing, jwks: JwkSet { keys }, public_keys })
+        Ok(KeyRing {
+            signing,
+            jwks: JwkSet { keys },
+            public_keys,
+        })
     }
 }

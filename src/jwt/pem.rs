@@ -5,15 +5,24 @@ use base64::Engine as _;
 
 /// The first PEM block of `text`: its label and the DER bytes it carries.
 pub fn decode(text: &str) -> Result<(String, Vec<u8>), String> {
-    let start = text.find("-----BEGIN ").ok_or("no PEM block (-----BEGIN …-----) found")?;
+    let start = text
+        .find("-----BEGIN ")
+        .ok_or("no PEM block (-----BEGIN …-----) found")?;
     let after = &text[start + "-----BEGIN ".len()..];
     let label_end = after.find("-----").ok_or("unterminated PEM header")?;
     let label = after[..label_end].to_string();
     let body_and_rest = &after[label_end + 5..];
     let end_marker = format!("-----END {label}-----");
-    let body_end = body_and_rest.find(&end_marker).ok_or_else(|| format!("missing {end_marker}"))?;
-    let body: String = body_and_rest[..body_end].chars().filter(|c| !c.is_whitespace()).collect();
-    let der = STANDARD.decode(body).map_err(|_| "PEM body is not valid base64".to_string())?;
+    let body_end = body_and_rest
+        .find(&end_marker)
+        .ok_or_else(|| format!("missing {end_marker}"))?;
+    let body: String = body_and_rest[..body_end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = STANDARD
+        .decode(body)
+        .map_err(|_| "PEM body is not valid base64".to_string())?;
     Ok((label, der))
 }
 
@@ -23,7 +32,8 @@ mod tests {
 
     #[test]
     fn reads_label_and_body() {
-        let (label, der) = decode("junk\n-----BEGIN THING-----\nAQID\nBA==\n-----END THING-----\n").unwrap();
+        let (label, der) =
+            decode("junk\n-----BEGIN THING-----\nAQID\nBA==\n-----END THING-----\n").unwrap();
         assert_eq!(label, "THING");
         assert_eq!(der, [1, 2, 3, 4]);
     }

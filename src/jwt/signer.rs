@@ -41,10 +41,22 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn new(key: Arc<SigningKey>, issuer: String, audience: Option<String>, ttl_secs: u64) -> Signer {
+    pub fn new(
+        key: Arc<SigningKey>,
+        issuer: String,
+        audience: Option<String>,
+        ttl_secs: u64,
+    ) -> Signer {
         let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key.kid()});
         let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
-        Signer { key, header_b64, issuer, audience, ttl_secs, rng: SystemRandom::new() }
+        Signer {
+            key,
+            header_b64,
+            issuer,
+            audience,
+            ttl_secs,
+            rng: SystemRandom::new(),
+        }
     }
 
     /// Issues a token for `user`, valid from `now` (Unix seconds) for the access TTL.
@@ -64,10 +76,18 @@ impl Signer {
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let pair = self.key.pair();
         let mut signature = vec![0u8; pair.public().modulus_len()];
-        pair.sign(&ring::signature::RSA_PKCS1_SHA256, &self.rng, token.as_bytes(), &mut signature)
-            .map_err(|_| "RSA signing failed".to_string())?;
+        pair.sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &self.rng,
+            token.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| "RSA signing failed".to_string())?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-        Ok(AccessToken { token, expires_in: self.ttl_secs })
+        Ok(AccessToken {
+            token,
+            expires_in: self.ttl_secs,
+        })
     }
 }

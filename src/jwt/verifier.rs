@@ -34,26 +34,48 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(keys: Arc<HashMap<String, RsaPublicKey>>, issuer: String, audience: Option<String>) -> Verifier {
-        Verifier { keys, issuer, audience }
+    pub fn new(
+        keys: Arc<HashMap<String, RsaPublicKey>>,
+        issuer: String,
+        audience: Option<String>,
+    ) -> Verifier {
+        Verifier {
+            keys,
+            issuer,
+            audience,
+        }
     }
 
     /// The user a valid token speaks for, at time `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: u64) -> Result<UserId, VerifyError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(VerifyError::Malformed);
         };
         let header: Header = decode_json(h)?;
         if header.alg != "RS256" {
             return Err(VerifyError::Malformed);
         }
-        let key = header.kid.and_then(|kid| self.keys.get(&kid)).ok_or(VerifyError::BadSignature)?;
-        let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| VerifyError::Malformed)?;
+        let key = header
+            .kid
+            .and_then(|kid| self.keys.get(&kid))
+            .ok_or(VerifyError::BadSignature)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| VerifyError::Malformed)?;
         let signed = &token[..h.len() + 1 + p.len()];
-        ring::signature::RsaPublicKeyComponents { n: &key.modulus, e: &key.exponent }
-            .verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &signature)
-            .map_err(|_| VerifyError::BadSignature)?;
+        ring::signature::RsaPublicKeyComponents {
+            n: &key.modulus,
+            e: &key.exponent,
+        }
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            signed.as_bytes(),
+            &signature,
+        )
+        .map_err(|_| VerifyError::BadSignature)?;
         let claims: Claims = decode_json(p)?;
         if claims.iss != self.issuer || claims.aud != self.audience {
             return Err(VerifyError::WrongIssuerOrAudience);
@@ -67,6 +89,8 @@ impl Verifier {
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, VerifyError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| VerifyError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| VerifyError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)
 }

@@ -22,14 +22,32 @@ fn escape_html(text: &str) -> String {
     out
 }
 
-fn message(to: &Email, subject: &str, intro: &str, action: &str, link: &str, expiry: &str, ignore: &str) -> Message {
+fn message(
+    to: &Email,
+    subject: &str,
+    intro: &str,
+    action: &str,
+    link: &str,
+    expiry: &str,
+    ignore: &str,
+) -> Message {
     let text = format!("{intro}\n\n{action}:\n{link}\n\n{expiry}\n\n{ignore}\n");
-    let (l, i, a, e, ig) =
-        (escape_html(link), escape_html(intro), escape_html(action), escape_html(expiry), escape_html(ignore));
+    let (l, i, a, e, ig) = (
+        escape_html(link),
+        escape_html(intro),
+        escape_html(action),
+        escape_html(expiry),
+        escape_html(ignore),
+    );
     let html = format!(
         "<!doctype html>\n<html><body style=\"font-family:sans-serif\">\n<p>{i}</p>\n<p><a href=\"{l}\">{a}</a></p>\n<p>Or paste this link into your browser:<br>{l}</p>\n<p>{e}</p>\n<p style=\"color:#666\">{ig}</p>\n</body></html>\n"
     );
-    Message { to: to.clone(), subject: subject.to_string(), text, html }
+    Message {
+        to: to.clone(),
+        subject: subject.to_string(),
+        text,
+        html,
+    }
 }
 
 /// The email that proves control of an address.
@@ -65,10 +83,18 @@ mod tests {
     #[test]
     fn verification_email_has_link_and_expiry_in_both_parts() {
         let to = Email::parse("a@example.com").unwrap();
-        let m = verification(&to, "https://x.example/verify-email?token=abc&x=<1>", Duration::from_secs(4 * 3600));
-        assert!(m.text.contains("https://x.example/verify-email?token=abc&x=<1>"));
+        let m = verification(
+            &to,
+            "https://x.example/verify-email?token=abc&x=<1>",
+            Duration::from_secs(4 * 3600),
+        );
+        assert!(m
+            .text
+            .contains("https://x.example/verify-email?token=abc&x=<1>"));
         assert!(m.text.contains("expires in 4 hours"));
-        assert!(m.html.contains("href=\"https://x.example/verify-email?token=abc&amp;x=&lt;1&gt;\""));
+        assert!(m
+            .html
+            .contains("href=\"https://x.example/verify-email?token=abc&amp;x=&lt;1&gt;\""));
         assert!(m.html.contains("expires in 4 hours"));
     }
 }

@@ -48,7 +48,14 @@ impl Worker {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Worker {
-        Worker { outbox, tokens, mailer, settings, metrics, rng: SystemRandom::new() }
+        Worker {
+            outbox,
+            tokens,
+            mailer,
+            settings,
+            metrics,
+            rng: SystemRandom::new(),
+        }
     }
 
     /// Runs until `stop` turns true. `wake` is notified when an email is queued locally, so
@@ -58,7 +65,11 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
-            let sent_some = match self.outbox.claim(BATCH, self.settings.lease, SystemTime::now()).await {
+            let sent_some = match self
+                .outbox
+                .claim(BATCH, self.settings.lease, SystemTime::now())
+                .await
+            {
                 Ok(items) => {
                     let full = items.len() == BATCH;
                     for item in items {
@@ -84,8 +95,16 @@ impl Worker {
 
     async fn deliver(&self, item: OutboxItem) {
         let (purpose, template, ttl) = match item.email.kind {
-            MailKind::Verification => (Purpose::VerifyEmail, &self.settings.verify_url, self.settings.verify_ttl),
-            MailKind::PasswordReset => (Purpose::ResetPassword, &self.settings.reset_url, self.settings.reset_ttl),
+            MailKind::Verification => (
+                Purpose::VerifyEmail,
+                &self.settings.verify_url,
+                self.settings.verify_ttl,
+            ),
+            MailKind::PasswordReset => (
+                Purpose::ResetPassword,
+                &self.settings.reset_url,
+                self.settings.reset_ttl,
+            ),
         };
         // The token is minted now, so its lifetime starts when the email leaves.
         let (hash, token) = match item.email.kind {
@@ -144,7 +163,11 @@ fn mint<K>(rng: &SystemRandom) -> (TokenHash, String) {
 pub fn backoff(attempts: u32, rng: &SystemRandom) -> Duration {
     let base = Duration::from_secs(1u64 << attempts.min(20)).min(Duration::from_secs(600));
     let mut b = [0u8; 2];
-    let jitter = if rng.fill(&mut b).is_ok() { u16::from_le_bytes(b) } else { 0 };
+    let jitter = if rng.fill(&mut b).is_ok() {
+        u16::from_le_bytes(b)
+    } else {
+        0
+    };
     base + base.mul_f64(f64::from(jitter) / f64::from(u16::MAX) / 2.0)
 }
 

@@ -53,7 +53,11 @@ pub struct NewUser {
 pub trait Users: Send + Sync {
     /// Creates the user and queues `first_email` in the outbox, atomically: either both are
     /// stored or neither. `EmailTaken` when the email is already registered.
-    async fn create(&self, user: NewUser, first_email: OutgoingEmail) -> Result<User, CreateUserError>;
+    async fn create(
+        &self,
+        user: NewUser,
+        first_email: OutgoingEmail,
+    ) -> Result<User, CreateUserError>;
 
     /// The account with this email, if any.
     async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError>;
@@ -63,7 +67,12 @@ pub trait Users: Send + Sync {
 
     /// Replaces the password hash, marks the email verified when `verified` is set, and
     /// revokes every refresh-token family of the user, atomically. `false` when no such user.
-    async fn set_password(&self, id: UserId, hash: PasswordHash, verified: bool) -> Result<bool, RepoError>;
+    async fn set_password(
+        &self,
+        id: UserId,
+        hash: PasswordHash,
+        verified: bool,
+    ) -> Result<bool, RepoError>;
 
     /// The account with this id, if any.
     async fn by_id(&self, id: UserId) -> Result<Option<User>, RepoError>;
@@ -136,7 +145,13 @@ impl Purpose {
 #[async_trait]
 pub trait OneTimeTokens: Send + Sync {
     /// Stores `hash → user` for `ttl`.
-    async fn put(&self, purpose: Purpose, hash: &TokenHash, user: UserId, ttl: Duration) -> Result<(), RepoError>;
+    async fn put(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<(), RepoError>;
 
     /// Returns the user and deletes the entry in one atomic step, so a token works once even
     /// under concurrent use. `None` for unknown, expired or already used tokens.
@@ -214,7 +229,12 @@ pub trait Outbox: Send + Sync {
 
     /// Claims up to `limit` due emails for `lease`: nobody else sees them until the lease
     /// ends, and an unfinished claim (crash) becomes due again then (at-least-once).
-    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<OutboxItem>, RepoError>;
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<OutboxItem>, RepoError>;
 
     /// The email was handed to the mail server.
     async fn mark_sent(&self, id: u64) -> Result<(), RepoError>;

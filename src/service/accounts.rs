@@ -10,8 +10,8 @@ use crate::domain::{Email, Password, User, UserId, VerificationToken};
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
 use crate::repo::{
-    CreateUserError, MailKind, NewUser, OneTimeTokens, Outbox, OutgoingEmail, Purpose, RateKey, RateLimits,
-    RepoError, Users,
+    CreateUserError, MailKind, NewUser, OneTimeTokens, Outbox, OutgoingEmail, Purpose, RateKey,
+    RateLimits, RepoError, Users,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,9 @@ pub enum AccountError {
     /// Unknown, expired or already used token.
     InvalidToken,
     NoSuchAccount,
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        retry_after: Duration,
+    },
     Overloaded,
     Unavailable(String),
     Unexpected(String),
@@ -59,10 +61,21 @@ impl Accounts {
     pub async fn register(&self, email: Email, password: Password) -> Result<User, AccountError> {
         let password_hash = self.hasher.hash(password).await?;
         let id = UserId::random();
-        let first_email = OutgoingEmail { kind: MailKind::Verification, user: id, to: email.clone() };
+        let first_email = OutgoingEmail {
+            kind: MailKind::Verification,
+            user: id,
+            to: email.clone(),
+        };
         let user = self
             .users
-            .create(NewUser { id, email, password_hash }, first_email)
+            .create(
+                NewUser {
+                    id,
+                    email,
+                    password_hash,
+                },
+                first_email,
+            )
             .await
             .map_err(|e| match e {
                 CreateUserError::EmailTaken => AccountError::EmailTaken,
@@ -75,7 +88,11 @@ impl Accounts {
 
     /// Consumes a verification token and marks its user's email verified.
     pub async fn verify_email(&self, token: VerificationToken) -> Result<(), AccountError> {
-        let user = self.tokens.take(Purpose::VerifyEmail, &token.hash()).await?.ok_or(AccountError::InvalidToken)?;
+        let user = self
+            .tokens
+            .take(Purpose::VerifyEmail, &token.hash())
+            .await?
+            .ok_or(AccountError::InvalidToken)?;
         self.users.mark_verified(user).await?;
         tracing::info!(user_id = %user, "email verified");
         Ok(())
@@ -84,16 +101,31 @@ impl Accounts {
     /// Queues a new verification email, within the per-address limit. An already verified
     /// account gets nothing, and that is not an error.
     pub async fn resend_verification(&self, email: Email) -> Result<(), AccountError> {
-        let user = self.users.by_email(&email).await?.ok_or(AccountError::NoSuchAccount)?;
+        let user = self
+            .users
+            .by_email(&email)
+            .await?
+            .ok_or(AccountError::NoSuchAccount)?;
         if user.email_verified {
             return Ok(());
         }
-        let counter = self.limits.hit(&RateKey::Resend(email.clone()), self.resend_window).await?;
+        let counter = self
+            .limits
+            .hit(&RateKey::Resend(email.clone()), self.resend_window)
+            .await?;
         if counter.count > u64::from(self.resend_max) {
             self.metrics.rate_limited("resend");
-            return Err(AccountError::RateLimited { retry_after: counter.resets_in });
+            return Err(AccountError::RateLimited {
+                retry_after: counter.resets_in,
+            });
         }
-        self.outbox.enqueue(OutgoingEmail { kind: MailKind::Verification, user: user.id, to: email }).await?;
+        self.outbox
+            .enqueue(OutgoingEmail {
+                kind: MailKind::Verification,
+                user: user.id,
+                to: email,
+            })
+            .await?;
         self.mail_wake.notify_one();
         Ok(())
     }

@@ -16,5 +16,7 @@ pub use sessions::{SessionError, Sessions, TokenPair};
 
 /// Seconds since the Unix epoch, for JWT claims.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

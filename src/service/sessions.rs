@@ -11,7 +11,9 @@ use crate::domain::{Email, Password, RefreshToken, UserId};
 use crate::jwt::Signer;
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
-use crate::repo::{NewRefreshToken, RateKey, RateLimits, RefreshTokens, RepoError, Rotation, Users};
+use crate::repo::{
+    NewRefreshToken, RateKey, RateLimits, RefreshTokens, RepoError, Rotation, Users,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionError {
@@ -21,7 +23,9 @@ pub enum SessionError {
     EmailNotVerified,
     /// Unknown, expired, revoked or reused refresh token.
     InvalidToken,
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        retry_after: Duration,
+    },
     Overloaded,
     Unavailable(String),
     Unexpected(String),
@@ -76,10 +80,15 @@ impl Sessions {
         let failures = self.limits.peek(&failures_key).await?;
         if let Some(counter) = failures.filter(|c| c.count >= u64::from(self.login_max_failures)) {
             self.metrics.rate_limited("login");
-            return Err(SessionError::RateLimited { retry_after: counter.resets_in });
+            return Err(SessionError::RateLimited {
+                retry_after: counter.resets_in,
+            });
         }
         let user = self.users.by_email(&email).await?;
-        let matched = self.hasher.verify(password, user.as_ref().map(|u| &u.password_hash)).await?;
+        let matched = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| &u.password_hash))
+            .await?;
         let user = match user {
             Some(user) if matched => user,
             _ => {
@@ -94,7 +103,9 @@ impl Sessions {
             self.limits.clear(&failures_key).await?;
         }
         let refresh_token = RefreshToken::generate(&self.rng);
-        self.refresh_tokens.start_family(user.id, self.new_record(&refresh_token)).await?;
+        self.refresh_tokens
+            .start_family(user.id, self.new_record(&refresh_token))
+            .await?;
         tracing::info!(user_id = %user.id, "login");
         self.pair(user.id, refresh_token).await
     }
@@ -105,7 +116,12 @@ impl Sessions {
         let successor = RefreshToken::generate(&self.rng);
         let outcome = self
             .refresh_tokens
-            .rotate(&presented.hash(), self.new_record(&successor), SystemTime::now(), self.reuse_grace)
+            .rotate(
+                &presented.hash(),
+                self.new_record(&successor),
+                SystemTime::now(),
+                self.reuse_grace,
+            )
             .await?;
         let label = match outcome {
             Rotation::Rotated { user } => {
@@ -132,13 +148,27 @@ impl Sessions {
     }
 
     fn new_record(&self, token: &RefreshToken) -> NewRefreshToken {
-        NewRefreshToken { hash: token.hash(), expires_at: SystemTime::now() + self.refresh_ttl }
+        NewRefreshToken {
+            hash: token.hash(),
+            expires_at: SystemTime::now() + self.refresh_ttl,
+        }
     }
 
-    async fn pair(&self, user: UserId, refresh_token: RefreshToken) -> Result<TokenPair, SessionError> {
+    async fn pair(
+        &self,
+        user: UserId,
+        refresh_token: RefreshToken,
+    ) -> Result<TokenPair, SessionError> {
         let signer = Arc::clone(&self.signer);
-        let access = self.signing_pool.run(move || signer.issue(user, unix_now())).await?;
+        let access = self
+            .signing_pool
+            .run(move || signer.issue(user, unix_now()))
+            .await?;
         let access = access.map_err(SessionError::Unexpected)?;
-        Ok(TokenPair { access_token: access.token, refresh_token, expires_in: access.expires_in })
+        Ok(TokenPair {
+            access_token: access.token,
+            refresh_token,
+            expires_in: access.expires_in,
+        })
     }
 }

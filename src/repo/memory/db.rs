@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
 use crate::repo::{
-    CreateUserError, Dependency, NewRefreshToken, NewUser, Outbox, OutboxItem, OutgoingEmail, RefreshTokens,
-    RepoError, Rotation, Users,
+    CreateUserError, Dependency, NewRefreshToken, NewUser, Outbox, OutboxItem, OutgoingEmail,
+    RefreshTokens, RepoError, Rotation, Users,
 };
 
 struct TokenRecord {
@@ -51,7 +51,12 @@ struct State {
 impl State {
     fn push_outbox(&mut self, email: OutgoingEmail, now: SystemTime) {
         self.next_outbox_id += 1;
-        let row = OutboxRow { email, attempts: 0, created_at: now, state: OutboxState::Pending { due: now } };
+        let row = OutboxRow {
+            email,
+            attempts: 0,
+            created_at: now,
+            state: OutboxState::Pending { due: now },
+        };
         self.outbox.insert(self.next_outbox_id, row);
     }
 
@@ -72,18 +77,29 @@ pub struct MemoryDb {
 
 impl MemoryDb {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, RepoError> {
-        self.state.lock().map_err(|_| RepoError::Unavailable("memory store poisoned".into()))
+        self.state
+            .lock()
+            .map_err(|_| RepoError::Unavailable("memory store poisoned".into()))
     }
 }
 
 #[async_trait]
 impl Users for MemoryDb {
-    async fn create(&self, user: NewUser, first_email: OutgoingEmail) -> Result<User, CreateUserError> {
+    async fn create(
+        &self,
+        user: NewUser,
+        first_email: OutgoingEmail,
+    ) -> Result<User, CreateUserError> {
         let mut state = self.lock()?;
         if state.by_email.contains_key(&user.email) {
             return Err(CreateUserError::EmailTaken);
         }
-        let user = User { id: user.id, email: user.email, password_hash: user.password_hash, email_verified: false };
+        let user = User {
+            id: user.id,
+            email: user.email,
+            password_hash: user.password_hash,
+            email_verified: false,
+        };
         state.by_email.insert(user.email.clone(), user.id);
         state.users.insert(user.id, user.clone());
         state.push_outbox(first_email, SystemTime::now());
@@ -92,7 +108,11 @@ impl Users for MemoryDb {
 
     async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError> {
         let state = self.lock()?;
-        Ok(state.by_email.get(email).and_then(|id| state.users.get(id)).cloned())
+        Ok(state
+            .by_email
+            .get(email)
+            .and_then(|id| state.users.get(id))
+            .cloned())
     }
 
     async fn by_id(&self, id: UserId) -> Result<Option<User>, RepoError> {
@@ -106,9 +126,16 @@ impl Users for MemoryDb {
         Ok(())
     }
 
-    async fn set_password(&self, id: UserId, hash: PasswordHash, verified: bool) -> Result<bool, RepoError> {
+    async fn set_password(
+        &self,
+        id: UserId,
+        hash: PasswordHash,
+        verified: bool,
+    ) -> Result<bool, RepoError> {
         let mut state = self.lock()?;
-        let Some(user) = state.users.get_mut(&id) else { return Ok(false) };
+        let Some(user) = state.users.get_mut(&id) else {
+            return Ok(false);
+        };
         user.password_hash = hash;
         user.email_verified |= verified;
         state.revoke_families_of(id);
@@ -122,8 +149,21 @@ impl RefreshTokens for MemoryDb {
         let mut state = self.lock()?;
         state.next_family += 1;
         let family = state.next_family;
-        state.families.insert(family, Family { user, revoked: false });
-        state.tokens.insert(first.hash, TokenRecord { family, expires_at: first.expires_at, rotated_at: None });
+        state.families.insert(
+            family,
+            Family {
+                user,
+                revoked: false,
+            },
+        );
+        state.tokens.insert(
+            first.hash,
+            TokenRecord {
+                family,
+                expires_at: first.expires_at,
+                rotated_at: None,
+            },
+        );
         Ok(())
     }
 
@@ -135,9 +175,15 @@ impl RefreshTokens for MemoryDb {
         grace: Duration,
     ) -> Result<Rotation, RepoError> {
         let mut state = self.lock()?;
-        let State { tokens, families, .. } = &mut *state;
-        let Some(record) = tokens.get_mut(presented) else { return Ok(Rotation::Unknown) };
-        let Some(family) = families.get_mut(&record.family) else { return Ok(Rotation::Unknown) };
+        let State {
+            tokens, families, ..
+        } = &mut *state;
+        let Some(record) = tokens.get_mut(presented) else {
+            return Ok(Rotation::Unknown);
+        };
+        let Some(family) = families.get_mut(&record.family) else {
+            return Ok(Rotation::Unknown);
+        };
         if family.revoked {
             return Ok(Rotation::Revoked);
         }
@@ -156,14 +202,20 @@ impl RefreshTokens for MemoryDb {
         let (family_id, user) = (record.family, family.user);
         tokens.insert(
             successor.hash,
-            TokenRecord { family: family_id, expires_at: successor.expires_at, rotated_at: None },
+            TokenRecord {
+                family: family_id,
+                expires_at: successor.expires_at,
+                rotated_at: None,
+            },
         );
         Ok(Rotation::Rotated { user })
     }
 
     async fn revoke_family(&self, token: &TokenHash) -> Result<(), RepoError> {
         let mut state = self.lock()?;
-        let State { tokens, families, .. } = &mut *state;
+        let State {
+            tokens, families, ..
+        } = &mut *state;
         if let Some(family) = tokens.get(token).and_then(|r| families.get_mut(&r.family)) {
             family.revoked = true;
         }
@@ -175,7 +227,8 @@ impl RefreshTokens for MemoryDb {
         let before = state.tokens.len();
         state.tokens.retain(|_, r| r.expires_at > now);
         let purged = (before - state.tokens.len()) as u64;
-        let live: std::collections::HashSet<u64> = state.tokens.values().map(|r| r.family).collect();
+        let live: std::collections::HashSet<u64> =
+            state.tokens.values().map(|r| r.family).collect();
         state.families.retain(|id, _| live.contains(id));
         Ok(purged)
     }
@@ -188,7 +241,12 @@ impl Outbox for MemoryDb {
         Ok(())
     }
 
-    async fn claim(&self, limit: usize, lease: Duration, now: SystemTime) -> Result<Vec<OutboxItem>, RepoError> {
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<OutboxItem>, RepoError> {
         let mut state = self.lock()?;
         let mut claimed = Vec::new();
         for (id, row) in state.outbox.iter_mut() {
@@ -197,7 +255,11 @@ impl Outbox for MemoryDb {
             }
             if let OutboxState::Pending { due } = row.state {
                 if due <= now {
-                    claimed.push(OutboxItem { id: *id, email: row.email.clone(), attempts: row.attempts });
+                    claimed.push(OutboxItem {
+                        id: *id,
+                        email: row.email.clone(),
+                        attempts: row.attempts,
+                    });
                     row.attempts += 1;
                     row.state = OutboxState::Pending { due: now + lease };
                 }
@@ -212,7 +274,9 @@ impl Outbox for MemoryDb {
         if let Some(row) = state.outbox.get_mut(&id) {
             row.state = OutboxState::Sent;
         }
-        state.outbox.retain(|_, r| !matches!(r.state, OutboxState::Sent));
+        state
+            .outbox
+            .retain(|_, r| !matches!(r.state, OutboxState::Sent));
         Ok(())
     }
 
@@ -232,11 +296,22 @@ impl Outbox for MemoryDb {
 
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
         let state = self.lock()?;
-        let pending = state.outbox.values().filter(|r| matches!(r.state, OutboxState::Pending { .. }));
+        let pending = state
+            .outbox
+            .values()
+            .filter(|r| matches!(r.state, OutboxState::Pending { .. }));
         let (count, oldest) = pending.fold((0u64, None::<SystemTime>), |(n, oldest), r| {
-            (n + 1, Some(oldest.map_or(r.created_at, |o| o.min(r.created_at))))
+            (
+                n + 1,
+                Some(oldest.map_or(r.created_at, |o| o.min(r.created_at))),
+            )
         });
-        Ok((count, oldest.map_or(Duration::ZERO, |o| now.duration_since(o).unwrap_or_default())))
+        Ok((
+            count,
+            oldest.map_or(Duration::ZERO, |o| {
+                now.duration_since(o).unwrap_or_default()
+            }),
+        ))
     }
 }
 

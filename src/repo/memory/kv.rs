@@ -42,14 +42,18 @@ impl State {
 
     fn remove(&mut self, key: &str) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
-        self.expirations.remove(&(entry.expires_at, key.to_string()));
+        self.expirations
+            .remove(&(entry.expires_at, key.to_string()));
         Some(entry)
     }
 
     /// Sets `key`; true when its expiry is now the earliest (the purge task must wake).
     fn set(&mut self, key: String, value: Value, expires_at: Instant) -> bool {
         self.remove(&key);
-        let earliest = self.expirations.first().is_none_or(|(first, _)| expires_at < *first);
+        let earliest = self
+            .expirations
+            .first()
+            .is_none_or(|(first, _)| expires_at < *first);
         self.expirations.insert((expires_at, key.clone()));
         self.entries.insert(key, Entry { value, expires_at });
         earliest
@@ -101,13 +105,22 @@ impl Default for MemoryKv {
 impl MemoryKv {
     /// Creates the store and its purge task; call within a tokio runtime.
     pub fn new() -> MemoryKv {
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), purge_task: Notify::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            purge_task: Notify::new(),
+        });
         tokio::spawn(purge_expired(Arc::clone(&shared)));
-        MemoryKv { _shutdown: Shutdown(Arc::clone(&shared)), shared }
+        MemoryKv {
+            _shutdown: Shutdown(Arc::clone(&shared)),
+            shared,
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, RepoError> {
-        self.shared.state.lock().map_err(|_| RepoError::Unavailable("memory store poisoned".into()))
+        self.shared
+            .state
+            .lock()
+            .map_err(|_| RepoError::Unavailable("memory store poisoned".into()))
     }
 
     fn token_key(purpose: Purpose, hash: &TokenHash) -> String {
@@ -123,7 +136,9 @@ impl MemoryKv {
 async fn purge_expired(shared: Arc<Shared>) {
     loop {
         let next = {
-            let Ok(mut state) = shared.state.lock() else { return };
+            let Ok(mut state) = shared.state.lock() else {
+                return;
+            };
             if state.shutdown {
                 return;
             }
@@ -143,8 +158,18 @@ async fn purge_expired(shared: Arc<Shared>) {
 
 #[async_trait]
 impl OneTimeTokens for MemoryKv {
-    async fn put(&self, purpose: Purpose, hash: &TokenHash, user: UserId, ttl: Duration) -> Result<(), RepoError> {
-        let wake = self.lock()?.set(Self::token_key(purpose, hash), Value::User(user), Instant::now() + ttl);
+    async fn put(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<(), RepoError> {
+        let wake = self.lock()?.set(
+            Self::token_key(purpose, hash),
+            Value::User(user),
+            Instant::now() + ttl,
+        );
         if wake {
             self.shared.purge_task.notify_one();
         }
@@ -157,7 +182,10 @@ impl OneTimeTokens for MemoryKv {
         let now = Instant::now();
         let live = state.live(&key, now).is_some();
         match state.remove(&key) {
-            Some(Entry { value: Value::User(user), .. }) if live => Ok(Some(user)),
+            Some(Entry {
+                value: Value::User(user),
+                ..
+            }) if live => Ok(Some(user)),
             _ => Ok(None),
         }
     }
@@ -170,7 +198,10 @@ impl RateLimits for MemoryKv {
         let now = Instant::now();
         let mut state = self.lock()?;
         let (count, expires_at) = match state.live(&key, now) {
-            Some(Entry { value: Value::Count(n), expires_at }) => (n + 1, *expires_at),
+            Some(Entry {
+                value: Value::Count(n),
+                expires_at,
+            }) => (n + 1, *expires_at),
             _ => (1, now + window),
         };
         let wake = state.set(key, Value::Count(count), expires_at);
@@ -178,7 +209,10 @@ impl RateLimits for MemoryKv {
         if wake {
             self.shared.purge_task.notify_one();
         }
-        Ok(Counter { count, resets_in: expires_at - now })
+        Ok(Counter {
+            count,
+            resets_in: expires_at - now,
+        })
     }
 
     async fn peek(&self, key: &RateKey) -> Result<Option<Counter>, RepoError> {
@@ -186,9 +220,13 @@ impl RateLimits for MemoryKv {
         let now = Instant::now();
         let state = self.lock()?;
         Ok(match state.live(&key, now) {
-            Some(Entry { value: Value::Count(count), expires_at }) => {
-                Some(Counter { count: *count, resets_in: *expires_at - now })
-            }
+            Some(Entry {
+                value: Value::Count(count),
+                expires_at,
+            }) => Some(Counter {
+                count: *count,
+                resets_in: *expires_at - now,
+            }),
             _ => None,
         })
     }
@@ -218,7 +256,14 @@ mod tests {
     async fn expired_keys_are_purged_by_the_background_task() {
         let kv = MemoryKv::new();
         let hash = TokenHash::from_bytes([7; 32]);
-        kv.put(Purpose::VerifyEmail, &hash, UserId::random(), Duration::from_secs(10)).await.unwrap();
+        kv.put(
+            Purpose::VerifyEmail,
+            &hash,
+            UserId::random(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
         assert_eq!(kv.len(), 1);
         tokio::time::sleep(Duration::from_secs(11)).await;
         // Let the purge task run.

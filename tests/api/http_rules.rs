@@ -1,0 +1,227 @@
+use hyper::{Method, StatusCode};
+
+use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+
+#[tokio::test]
+async fn unknown_path_is_a_404_problem() {
+    let app = spawn_app().await;
+    let res = app.get("/nope").await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(res.problem_code(), "not_found");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    let res = app.get("/login").await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.problem_code(), "method_not_allowed");
+    assert_eq!(res.header("allow"), Some("POST, OPTIONS"));
+    let res = app
+        .request(Method::POST, "/.well-known/jwks.json", &[], None)
+        .await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.header("allow"), Some("GET, HEAD, OPTIONS"));
+}
+
+#[tokio::test]
+async fn body_over_16_kib_is_413() {
+    let app = spawn_app().await;
+    let big = format!(
+        r#"{{"email":"a@example.com","password":"{}"}}"#,
+        "x".repeat(16 * 1024)
+    );
+    let res = app
+        .request(
+            Method::POST,
+            "/register",
+            &[("content-type", "application/json")],
+            Some(big.into_bytes()),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.problem_code(), "payload_too_large");
+}
+
+#[tokio::test]
+async fn chunked_body_over_16_kib_is_413() {
+    // No Content-Length: the limit must hold while reading.
+    let app = spawn_app().await;
+    let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chunk = "x".repeat(20 * 1024);
+    let req = format!(
+        "POST /login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    raw.write_all(req.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = raw.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+}
+
+#[tokio::test]
+async fn non_json_posts_are_415() {
+    let app = spawn_app().await;
+    let body = Some(br#"{"email":"a@example.com","password":"12345678"}"#.to_vec());
+    for headers in [
+        &[("content-type", "text/plain")][..],
+        &[][..],
+        &[("content-type", "application/x-www-form-urlencoded")][..],
+    ] {
+        let res = app
+            .request(Method::POST, "/register", headers, body.clone())
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{headers:?}"
+        );
+        assert_eq!(res.problem_code(), "unsupported_media_type");
+    }
+    let res = app
+        .request(
+            Method::POST,
+            "/register",
+            &[("content-type", "application/json; charset=utf-8")],
+            body,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = spawn_app().await;
+    let echoed = app
+        .request(
+            Method::GET,
+            "/healthz",
+            &[("x-request-id", "trace-42.a_b:c")],
+            None,
+        )
+        .await;
+    assert_eq!(echoed.header("x-request-id"), Some("trace-42.a_b:c"));
+    let replaced = app
+        .request(
+            Method::GET,
+            "/healthz",
+            &[("x-request-id", "<script>")],
+            None,
+        )
+        .await;
+    let generated = replaced.header("x-request-id").unwrap();
+    assert_ne!(generated, "<script>");
+    assert!(!generated.is_empty());
+    for res in [app.get("/nope").await, app.get("/login").await] {
+        assert!(res.header("x-request-id").is_some());
+    }
+}
+
+#[tokio::test]
+async fn cors_preflight_and_headers_for_listed_origins_only() {
+    let app = spawn_app_with(&[(
+        "AUTH_CORS_ORIGINS",
+        "https://app.example, http://localhost:3000",
+    )])
+    .await;
+    let preflight = app
+        .request(
+            Method::OPTIONS,
+            "/login",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(preflight
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    assert!(preflight
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_lowercase()
+        .contains("content-type"));
+    assert!(preflight
+        .header("access-control-allow-credentials")
+        .is_none());
+
+    let stranger = app
+        .request(
+            Method::OPTIONS,
+            "/login",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            None,
+        )
+        .await;
+    assert!(stranger.header("access-control-allow-origin").is_none());
+
+    let simple = app
+        .request(
+            Method::GET,
+            "/.well-known/jwks.json",
+            &[("origin", "http://localhost:3000")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        simple.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(simple.header("vary"), Some("Origin"));
+    let res = app
+        .request(
+            Method::POST,
+            "/login",
+            &[
+                ("origin", "https://app.example"),
+                ("content-type", "application/json"),
+            ],
+            Some(format!(r#"{{"email":"a@example.com","password":"{PASSWORD}"}}"#).into_bytes()),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+}
+
+#[tokio::test]
+async fn no_cors_headers_by_default() {
+    let app = spawn_app().await;
+    let res = app
+        .request(
+            Method::GET,
+            "/.well-known/jwks.json",
+            &[("origin", "https://app.example")],
+            None,
+        )
+        .await;
+    assert!(res.header("access-control-allow-origin").is_none());
+    let res = app
+        .request(
+            Method::OPTIONS,
+            "/login",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            None,
+        )
+        .await;
+    assert!(res.header("access-control-allow-origin").is_none());
+    assert_eq!(res.header("allow"), Some("POST, OPTIONS"));
+}

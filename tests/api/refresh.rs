@@ -1,0 +1,126 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+fn refresh_token_of(res: &crate::helpers::TestResponse) -> String {
+    res.json()["refresh_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn refresh_returns_a_new_pair_and_spends_the_old_token() {
+    let app = spawn_app().await;
+    let (access, first) = app.session("olga@example.com").await;
+    let res = app.refresh(&first).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.header("cache-control"), Some("no-store"));
+    let body = res.json();
+    assert_eq!(body["token_type"], "Bearer");
+    let second = refresh_token_of(&res);
+    assert_ne!(second, first);
+    assert_ne!(body["access_token"].as_str().unwrap(), access);
+    assert_eq!(app.refresh(&second).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reusing_a_rotated_token_revokes_the_whole_family() {
+    let app = spawn_app().await;
+    let (_, first) = app.session("pete@example.com").await;
+    let second = refresh_token_of(&app.refresh(&first).await);
+    let reuse = app.refresh(&first).await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reuse.problem_code(), "invalid_token");
+    // The legitimate successor died with the family.
+    assert_eq!(app.refresh(&second).await.status, StatusCode::UNAUTHORIZED);
+    let metrics = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("authd_refresh_total{outcome=\"reuse_detected\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn reuse_within_the_grace_is_refused_but_keeps_the_family() {
+    let app = spawn_app_with(&[("AUTH_REFRESH_REUSE_GRACE", "30s")]).await;
+    let (_, first) = app.session("quinn@example.com").await;
+    let second = refresh_token_of(&app.refresh(&first).await);
+    assert_eq!(app.refresh(&first).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.refresh(&second).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn reuse_after_the_grace_revokes_the_family() {
+    let app = spawn_app_with(&[("AUTH_REFRESH_REUSE_GRACE", "1s")]).await;
+    let (_, first) = app.session("rita@example.com").await;
+    let second = refresh_token_of(&app.refresh(&first).await);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.refresh(&first).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.refresh(&second).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn missing_or_malformed_refresh_token_is_400_unknown_is_401() {
+    let app = spawn_app().await;
+    for body in [
+        json!({}),
+        json!({"refresh_token": 7}),
+        json!({"refresh_token": "short"}),
+    ] {
+        let res = app.post_json("/refresh", &body).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(res.problem_code(), "bad_request");
+    }
+    let res = app.refresh(&"A".repeat(43)).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.problem_code(), "invalid_token");
+}
+
+#[tokio::test]
+async fn expired_refresh_token_is_401() {
+    let app = spawn_app_with(&[("AUTH_REFRESH_TTL", "1s")]).await;
+    let (_, token) = app.session("sam@example.com").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.refresh(&token).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn thirty_two_concurrent_refreshes_of_one_token_succeed_exactly_once() {
+    let app = Arc::new(spawn_app().await);
+    let (_, token) = app.session("tess@example.com").await;
+    let token = Arc::new(token);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (app, token) = (app.clone(), token.clone());
+            tokio::spawn(async move { app.refresh(&token).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let res = t.await.unwrap();
+        match res.status {
+            StatusCode::OK => winners.push(refresh_token_of(&res)),
+            StatusCode::UNAUTHORIZED => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    // The losers were reuse: with no grace, the family is gone, the winner's token too.
+    assert_eq!(
+        app.refresh(&winners[0]).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_chain_keeps_working() {
+    let app = spawn_app().await;
+    let (_, mut token) = app.session("uma@example.com").await;
+    for _ in 0..10 {
+        let res = app.refresh(&token).await;
+        assert_eq!(res.status, StatusCode::OK);
+        token = refresh_token_of(&res);
+    }
+}

@@ -1,0 +1,68 @@
+use std::process::Command;
+
+use authd::{App, Config};
+
+use crate::helpers::{base_config, testdata};
+
+async fn build_error(overrides: &[(&str, &str)]) -> String {
+    let mut env = base_config();
+    for (k, v) in overrides {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::load(&env).expect("config itself is valid");
+    match App::build(config).await {
+        Ok(_) => panic!("app should not build"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn missing_or_weak_signing_keys_stop_start_up_with_the_variable_named() {
+    let missing = build_error(&[("AUTH_SIGNING_KEY", "/nonexistent/key.pem")]).await;
+    assert!(
+        missing.contains("AUTH_SIGNING_KEY") && missing.contains("/nonexistent/key.pem"),
+        "{missing}"
+    );
+    let weak = build_error(&[("AUTH_SIGNING_KEY", &testdata("weak-1024-key.pem"))]).await;
+    assert!(
+        weak.contains("AUTH_SIGNING_KEY") && weak.contains("2048"),
+        "{weak}"
+    );
+    let public_only = build_error(&[("AUTH_SIGNING_KEY", &testdata("retired-key.pub.pem"))]).await;
+    assert!(public_only.contains("PRIVATE KEY"), "{public_only}");
+    let extra = build_error(&[("AUTH_JWKS_EXTRA_KEYS", "/nonexistent/old.pem")]).await;
+    assert!(extra.contains("AUTH_JWKS_EXTRA_KEYS"), "{extra}");
+}
+
+#[test]
+fn the_binary_reports_every_bad_variable_in_one_line_and_exits_non_zero() {
+    let output = Command::new(env!("CARGO_BIN_EXE_authd"))
+        .env_clear()
+        .env("AUTH_ACCESS_TTL", "soon")
+        .env("AUTH_BCRYPT_COST", "99")
+        .env("DATABASE_URL", "postgres://localhost/x")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for name in ["AUTH_ACCESS_TTL", "AUTH_BCRYPT_COST", "DATABASE_URL"] {
+        assert!(stderr.contains(name), "{stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn the_binary_reports_a_bad_key_file_without_a_panic() {
+    let output = Command::new(env!("CARGO_BIN_EXE_authd"))
+        .env_clear()
+        .env("AUTH_LISTEN", "127.0.0.1:0")
+        .env("AUTH_BCRYPT_COST", "4")
+        .env("AUTH_SIGNING_KEY", "/nonexistent/key.pem")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("AUTH_SIGNING_KEY"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,80 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::StatusCode;
+
+use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+
+#[tokio::test]
+async fn verification_link_verifies_once_and_unlocks_login() {
+    let app = spawn_app().await;
+    app.register("carol@example.com", PASSWORD).await;
+    assert_eq!(
+        app.login("carol@example.com", PASSWORD).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let path = app.verification_path("carol@example.com", 1).await;
+    let res = app.get(&path).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json(), serde_json::json!({"email_verified": true}));
+    assert_eq!(
+        app.login("carol@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+
+    let again = app.get(&path).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(again.problem_code(), "invalid_token");
+}
+
+#[tokio::test]
+async fn missing_malformed_and_unknown_tokens_are_400() {
+    let app = spawn_app().await;
+    let unknown = format!("/verify-email?token={}", "A".repeat(43));
+    for path in [
+        "/verify-email",
+        "/verify-email?token=",
+        "/verify-email?token=abc",
+        unknown.as_str(),
+    ] {
+        let res = app.get(path).await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(res.problem_code(), "invalid_token");
+    }
+}
+
+#[tokio::test]
+async fn expired_verification_token_is_400_and_leaves_the_account_unverified() {
+    let app = spawn_app_with(&[("AUTH_VERIFY_TTL", "1s")]).await;
+    app.register("late@example.com", PASSWORD).await;
+    let path = app.verification_path("late@example.com", 1).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.get(&path).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.login("late@example.com", PASSWORD).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_verifications_of_one_token_succeed_exactly_once() {
+    let app = Arc::new(spawn_app().await);
+    app.register("clicks@example.com", PASSWORD).await;
+    let path = Arc::new(app.verification_path("clicks@example.com", 1).await);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, path) = (app.clone(), path.clone());
+            tokio::spawn(async move { app.get(&path).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            StatusCode::BAD_REQUEST => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
