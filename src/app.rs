@@ -28,7 +28,7 @@ use crate::mail::worker::{Settings as MailSettings, Worker};
 use crate::mail::{LogMailer, Mailer};
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
-use crate::repo::{memory, Dependency, Outbox, RefreshTokens};
+use crate::repo::{self, Dependency, Outbox, RefreshTokens};
 use crate::service::{Accounts, Sessions};
 
 /// How long a client may take to send its request headers.
@@ -124,8 +124,15 @@ impl App {
             .unwrap_or_else(|| default_public_url(local_addr));
         let issuer = config.issuer.clone().unwrap_or_else(|| public_url.clone());
 
-        tracing::warn!("DATABASE_URL and REDIS_URL are not set: all state is in memory and is lost when authd stops");
-        let repos = memory::repos();
+        match (&config.database_url, &config.redis_url) {
+            (None, None) => tracing::warn!(
+                "DATABASE_URL and REDIS_URL are not set: all state is in memory and is lost when authd stops"
+            ),
+            (None, Some(_)) => tracing::warn!("DATABASE_URL is not set: users and sessions are in memory and are lost when authd stops"),
+            (Some(_), None) => tracing::warn!("REDIS_URL is not set: verification tokens and rate limits are in memory, per process"),
+            (Some(_), Some(_)) => {}
+        }
+        let repos = repo::open(&config).await.map_err(StartError)?;
         let metrics = Arc::new(Metrics::default());
         let bcrypt_pool = Arc::new(CpuPool::new(
             "bcrypt",

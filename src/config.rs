@@ -64,9 +64,68 @@ impl LinkTemplate {
     }
 }
 
+/// A PostgreSQL URL. It may hold a password, so Debug never shows it.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    config: tokio_postgres::Config,
+}
+
+impl DatabaseUrl {
+    fn parse(raw: &str) -> Result<DatabaseUrl, String> {
+        let config: tokio_postgres::Config = raw
+            .parse()
+            .map_err(|e| format!("is not a valid PostgreSQL URL ({e})"))?;
+        if config.get_hosts().is_empty() {
+            return Err("must name a host, e.g. postgres://user@127.0.0.1:5432/authd".into());
+        }
+        Ok(DatabaseUrl { config })
+    }
+
+    /// The parsed connection settings.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        self.config.clone()
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
+/// A Redis URL. It may hold a password, so Debug never shows it.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    fn parse(raw: &str) -> Result<RedisUrl, String> {
+        redis::Client::open(raw).map_err(|e| format!("is not a valid Redis URL ({e})"))?;
+        Ok(RedisUrl(raw.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
+}
+
 /// Everything authd reads from its environment, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// PostgreSQL; `None` keeps users, sessions and the outbox in memory.
+    pub database_url: Option<DatabaseUrl>,
+    /// Redis; `None` keeps one-time tokens and rate limits in memory.
+    pub redis_url: Option<RedisUrl>,
+    pub db_pool_size: usize,
+    /// Bound on one database operation, pool wait included.
+    pub db_timeout: Duration,
+    /// Bound on one Redis command, connecting included.
+    pub redis_timeout: Duration,
     pub listen: SocketAddr,
     /// External base URL without a trailing slash; `None` means "derive from the bound
     /// address", which is only known after binding (`AUTH_LISTEN` may ask for port 0).
@@ -281,16 +340,23 @@ impl Config {
             problems: Vec::new(),
         };
 
-        // Real backends arrive with their own issues; until then a set URL must not be
-        // silently ignored, or an operator would believe their data is durable.
-        for (key, what) in [
-            ("DATABASE_URL", "PostgreSQL storage"),
-            ("REDIS_URL", "Redis storage"),
-            ("SMTP_URL", "SMTP delivery"),
+        let database_url = r.parse("DATABASE_URL", None, |v| DatabaseUrl::parse(v).map(Some));
+        let redis_url = r.parse("REDIS_URL", None, |v| RedisUrl::parse(v).map(Some));
+        let db_pool_size = r.number("AUTH_DB_POOL_SIZE", 16usize, (1, 10_000));
+        let db_timeout = r.duration("AUTH_DB_TIMEOUT", Duration::from_secs(2));
+        let redis_timeout = r.duration("AUTH_REDIS_TIMEOUT", Duration::from_secs(1));
+        for (key, timeout) in [
+            ("AUTH_DB_TIMEOUT", db_timeout),
+            ("AUTH_REDIS_TIMEOUT", redis_timeout),
         ] {
-            if r.string(key).is_some() {
-                r.fail(key, format!("is set, but {what} is not supported by this build yet; unset it to use the embedded default"));
+            if timeout.is_zero() {
+                r.fail(key, "must be longer than 0s");
             }
+        }
+        // SMTP delivery arrives with its own issue; until then a set URL must not be
+        // silently ignored, or an operator would believe emails are sent.
+        if r.string("SMTP_URL").is_some() {
+            r.fail("SMTP_URL", "is set, but SMTP delivery is not supported by this build yet; unset it to log emails instead");
         }
 
         let listen = r.parse(
@@ -309,7 +375,7 @@ impl Config {
         });
         let reset_url = r.parse("AUTH_RESET_URL", None, |v| LinkTemplate::parse(v).map(Some));
         let signing_key = r.string("AUTH_SIGNING_KEY").map(PathBuf::from);
-        let extra_keys = r
+        let extra_keys: Vec<PathBuf> = r
             .string("AUTH_JWKS_EXTRA_KEYS")
             .map(|v| {
                 v.split(',')
@@ -319,6 +385,17 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        // Key files are parsed at start-up; here we only make sure they can be read, so a
+        // missing file is reported together with every other bad variable.
+        for (key, path) in signing_key
+            .iter()
+            .map(|p| ("AUTH_SIGNING_KEY", p))
+            .chain(extra_keys.iter().map(|p| ("AUTH_JWKS_EXTRA_KEYS", p)))
+        {
+            if let Err(e) = std::fs::File::open(path) {
+                r.fail(key, format!("cannot read {}: {e}", path.display()));
+            }
+        }
         let issuer = r.string("AUTH_ISSUER");
         let audience = r.string("AUTH_AUDIENCE");
         let access_ttl = r.duration("AUTH_ACCESS_TTL", Duration::from_secs(30 * 60));
@@ -339,7 +416,7 @@ impl Config {
         let bcrypt_cost = r.number("AUTH_BCRYPT_COST", 12u32, (4, 31));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let bcrypt_workers = r.number("AUTH_BCRYPT_WORKERS", cores, (1, 1024));
-        let bcrypt_queue = r.number("AUTH_BCRYPT_QUEUE", 32 * bcrypt_workers, (0, 1_000_000));
+        let bcrypt_queue = r.number("AUTH_BCRYPT_QUEUE", 32 * bcrypt_workers, (1, 1_000_000));
         let resend_max = r.number("AUTH_RESEND_MAX", 3u32, (1, u32::MAX));
         let resend_window = r.duration("AUTH_RESEND_WINDOW", Duration::from_secs(3600));
         let login_max_failures = r.number("AUTH_LOGIN_MAX_FAILURES", 10u32, (1, u32::MAX));
@@ -381,6 +458,11 @@ impl Config {
             return Err(ConfigError(r.problems));
         }
         Ok(Config {
+            database_url,
+            redis_url,
+            db_pool_size,
+            db_timeout,
+            redis_timeout,
             listen,
             public_url,
             mail_from,
@@ -529,9 +611,31 @@ mod tests {
     }
 
     #[test]
-    fn backend_urls_are_refused_until_supported() {
-        let err = load(&[("DATABASE_URL", "postgres://localhost/authd")]).unwrap_err();
-        assert_eq!(err.0[0].variable, "DATABASE_URL");
+    fn smtp_url_is_refused_until_supported() {
+        let err = load(&[("SMTP_URL", "smtp://127.0.0.1:2525")]).unwrap_err();
+        assert_eq!(err.0[0].variable, "SMTP_URL");
+    }
+
+    #[test]
+    fn storage_urls_are_parsed_and_never_printed() {
+        let c = load(&[
+            (
+                "DATABASE_URL",
+                "postgres://authd:s3cret@db.example:5432/authd",
+            ),
+            ("REDIS_URL", "redis://:s3cret@cache.example:6379/0"),
+        ])
+        .unwrap();
+        assert!(c.database_url.is_some() && c.redis_url.is_some());
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let err = load(&[
+            ("DATABASE_URL", "not a url at all"),
+            ("REDIS_URL", "http://x"),
+        ])
+        .unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|p| p.variable).collect();
+        assert_eq!(names, ["DATABASE_URL", "REDIS_URL"]);
+        assert!(!err.to_string().contains("s3cret"));
     }
 
     #[test]

@@ -75,7 +75,7 @@ mod tests {
             .await
             .unwrap();
         assert!(hash.as_str().starts_with("$2"));
-        let check = |p: &str| Password::presented(p.to_string()).unwrap();
+        let check = |p: &str| Password::new(p.to_string()).unwrap();
         assert!(hasher
             .verify(check("correct horse"), Some(&hash))
             .await
@@ -95,7 +95,7 @@ mod tests {
             .hash(Password::new(format!("{long}b")).unwrap())
             .await
             .unwrap();
-        let differs_in_last_byte = Password::presented(format!("{long}c")).unwrap();
+        let differs_in_last_byte = Password::new(format!("{long}c")).unwrap();
         assert!(!hasher
             .verify(differs_in_last_byte, Some(&hash))
             .await

@@ -26,21 +26,11 @@ impl Password {
     pub const MIN_LEN: usize = 8;
     pub const MAX_LEN: usize = 72;
 
-    /// A password chosen now (register, reset, change): 8 to 72 bytes of UTF-8.
+    /// A password: 8 to 72 bytes of UTF-8, whether chosen now or presented at login.
     pub fn new(raw: String) -> Result<Password, PasswordError> {
         if raw.len() < Self::MIN_LEN {
             Err(PasswordError::TooShort)
         } else if raw.len() > Self::MAX_LEN {
-            Err(PasswordError::TooLong)
-        } else {
-            Ok(Password(raw))
-        }
-    }
-
-    /// A password presented to be checked against a stored hash. Only the bcrypt ceiling
-    /// applies: a password longer than 72 bytes can never match a hash we made.
-    pub fn presented(raw: String) -> Result<Password, PasswordError> {
-        if raw.len() > Self::MAX_LEN {
             Err(PasswordError::TooLong)
         } else {
             Ok(Password(raw))

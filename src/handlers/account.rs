@@ -49,9 +49,21 @@ fn token_param(query: Option<&str>) -> Option<&str> {
 }
 
 pub async fn verify_email(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+    let req_is_head = req.method() == hyper::Method::HEAD;
     let token = token_param(req.uri().query())
         .and_then(|t| VerificationToken::parse(t).ok())
         .ok_or_else(|| Problem::invalid_token(StatusCode::BAD_REQUEST))?;
+    // HEAD must be safe: link checkers and mail scanners send it, and must not spend the
+    // user's single-use token. It reports whether the token would work.
+    if req_is_head {
+        return match state.accounts.verification_token_is_live(&token).await? {
+            true => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"email_verified": true}),
+            )),
+            false => Err(Problem::invalid_token(StatusCode::BAD_REQUEST)),
+        };
+    }
     state.accounts.verify_email(token).await?;
     Ok(json(
         StatusCode::OK,

@@ -5,6 +5,7 @@
 //! into a `503`. The in-memory implementations in [`memory`] are the embedded default.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -12,6 +13,8 @@ use async_trait::async_trait;
 use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
 
 pub mod memory;
+pub mod postgres;
+pub mod redis;
 
 /// A storage failure. The message is for the log only, never for a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +156,9 @@ pub trait OneTimeTokens: Send + Sync {
         ttl: Duration,
     ) -> Result<(), RepoError>;
 
+    /// Whether a live entry exists, without consuming it (for `HEAD`, which must be safe).
+    async fn exists(&self, purpose: Purpose, hash: &TokenHash) -> Result<bool, RepoError>;
+
     /// Returns the user and deletes the entry in one atomic step, so a token works once even
     /// under concurrent use. `None` for unknown, expired or already used tokens.
     async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError>;
@@ -167,13 +173,17 @@ pub enum RateKey {
 }
 
 impl RateKey {
-    /// The key text, unique across actions.
+    /// The key text, unique across actions. The address appears only as its SHA-256, so
+    /// a look at Redis does not list who tried to log in.
     pub fn key(&self) -> String {
-        match self {
-            RateKey::LoginFailures(e) => format!("login-failures:{}", e.as_str()),
-            RateKey::Resend(e) => format!("resend:{}", e.as_str()),
-            RateKey::PasswordForgot(e) => format!("forgot:{}", e.as_str()),
-        }
+        let (action, email) = match self {
+            RateKey::LoginFailures(e) => ("login-failures", e),
+            RateKey::Resend(e) => ("resend", e),
+            RateKey::PasswordForgot(e) => ("forgot", e),
+        };
+        let digest = ring::digest::digest(&ring::digest::SHA256, email.as_str().as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{action}:{hex}")
     }
 }
 
@@ -258,12 +268,73 @@ pub trait Dependency: Send + Sync {
 }
 
 /// Every repository the services use, as trait objects so the backend is chosen at start-up.
+/// See [`open`].
 #[derive(Clone)]
 pub struct Repos {
-    pub users: std::sync::Arc<dyn Users>,
-    pub refresh_tokens: std::sync::Arc<dyn RefreshTokens>,
-    pub one_time_tokens: std::sync::Arc<dyn OneTimeTokens>,
-    pub rate_limits: std::sync::Arc<dyn RateLimits>,
-    pub outbox: std::sync::Arc<dyn Outbox>,
-    pub dependencies: Vec<std::sync::Arc<dyn Dependency>>,
+    pub users: Arc<dyn Users>,
+    pub refresh_tokens: Arc<dyn RefreshTokens>,
+    pub one_time_tokens: Arc<dyn OneTimeTokens>,
+    pub rate_limits: Arc<dyn RateLimits>,
+    pub outbox: Arc<dyn Outbox>,
+    pub dependencies: Vec<Arc<dyn Dependency>>,
+}
+
+/// Opens the storage the configuration asks for: PostgreSQL when `DATABASE_URL` is set
+/// (after applying migrations), Redis when `REDIS_URL` is set, memory for what is unset.
+pub async fn open(config: &crate::config::Config) -> Result<Repos, String> {
+    let mem = memory::repos();
+    let mut dependencies = Vec::new();
+    let (users, refresh_tokens, outbox): (Arc<dyn Users>, Arc<dyn RefreshTokens>, Arc<dyn Outbox>) =
+        match &config.database_url {
+            Some(url) => {
+                let pg_config = url.pg_config();
+                let applied = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    postgres::migrate::run(&pg_config),
+                )
+                .await
+                .map_err(|_| "DATABASE_URL: PostgreSQL did not answer within 30s".to_string())?
+                .map_err(|e| format!("DATABASE_URL: {e}"))?;
+                if !applied.is_empty() {
+                    tracing::info!(count = applied.len(), "database migrations applied");
+                }
+                let store = Arc::new(
+                    postgres::PgStore::new(pg_config, config.db_pool_size, config.db_timeout)
+                        .map_err(|e| format!("DATABASE_URL: {e}"))?,
+                );
+                dependencies.push(store.clone() as Arc<dyn Dependency>);
+                (store.clone(), store.clone(), store)
+            }
+            None => {
+                dependencies.push(mem.dependencies[0].clone());
+                (mem.users, mem.refresh_tokens, mem.outbox)
+            }
+        };
+    let (one_time_tokens, rate_limits): (Arc<dyn OneTimeTokens>, Arc<dyn RateLimits>) =
+        match &config.redis_url {
+            Some(url) => {
+                let store = Arc::new(
+                    redis::RedisStore::new(
+                        url.expose(),
+                        config.redis_prefix.clone(),
+                        config.redis_timeout,
+                    )
+                    .map_err(|e| format!("REDIS_URL: {e}"))?,
+                );
+                dependencies.push(store.clone() as Arc<dyn Dependency>);
+                (store.clone(), store)
+            }
+            None => {
+                dependencies.push(mem.dependencies[1].clone());
+                (mem.one_time_tokens, mem.rate_limits)
+            }
+        };
+    Ok(Repos {
+        users,
+        refresh_tokens,
+        one_time_tokens,
+        rate_limits,
+        outbox,
+        dependencies,
+    })
 }

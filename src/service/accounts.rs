@@ -98,6 +98,17 @@ impl Accounts {
         Ok(())
     }
 
+    /// Whether `token` would verify an email, without using it up.
+    pub async fn verification_token_is_live(
+        &self,
+        token: &VerificationToken,
+    ) -> Result<bool, AccountError> {
+        Ok(self
+            .tokens
+            .exists(Purpose::VerifyEmail, &token.hash())
+            .await?)
+    }
+
     /// Queues a new verification email, within the per-address limit. An already verified
     /// account gets nothing, and that is not an error.
     pub async fn resend_verification(&self, email: Email) -> Result<(), AccountError> {

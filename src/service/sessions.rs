@@ -72,16 +72,18 @@ pub struct Sessions {
 impl Sessions {
     /// Checks the password and starts a session (a new refresh-token family).
     ///
-    /// The failure counter is checked before any bcrypt work, so a locked-out address costs
-    /// nothing and the right password does not get through either. Unknown emails are
-    /// checked against a dummy hash: same work, same answer as a wrong password.
+    /// Every attempt is counted *before* any bcrypt work, in one atomic step, so parallel
+    /// guesses cannot slip past the limit while earlier ones are still being checked; a
+    /// locked-out address costs nothing, and the right password does not get through
+    /// either. A correct password ends the count. Unknown emails are checked against a
+    /// dummy hash: same work, same answer as a wrong password.
     pub async fn login(&self, email: Email, password: Password) -> Result<TokenPair, SessionError> {
-        let failures_key = RateKey::LoginFailures(email.clone());
-        let failures = self.limits.peek(&failures_key).await?;
-        if let Some(counter) = failures.filter(|c| c.count >= u64::from(self.login_max_failures)) {
+        let attempts_key = RateKey::LoginFailures(email.clone());
+        let attempts = self.limits.hit(&attempts_key, self.login_window).await?;
+        if attempts.count > u64::from(self.login_max_failures) {
             self.metrics.rate_limited("login");
             return Err(SessionError::RateLimited {
-                retry_after: counter.resets_in,
+                retry_after: attempts.resets_in,
             });
         }
         let user = self.users.by_email(&email).await?;
@@ -91,16 +93,11 @@ impl Sessions {
             .await?;
         let user = match user {
             Some(user) if matched => user,
-            _ => {
-                self.limits.hit(&failures_key, self.login_window).await?;
-                return Err(SessionError::InvalidCredentials);
-            }
+            _ => return Err(SessionError::InvalidCredentials),
         };
+        self.limits.clear(&attempts_key).await?;
         if !user.email_verified {
             return Err(SessionError::EmailNotVerified);
-        }
-        if failures.is_some() {
-            self.limits.clear(&failures_key).await?;
         }
         let refresh_token = RefreshToken::generate(&self.rng);
         self.refresh_tokens

@@ -183,9 +183,16 @@ async fn retired_keys_are_published_once_each() {
     assert_ne!(kids[0], kids[1]);
 
     // Tokens are signed with the first (active) key.
-    let plain = spawn_app().await;
-    let active = jwks(&plain).await["keys"][0]["kid"].clone();
-    assert_eq!(set["keys"][0]["kid"], active);
+    app.verified_user("rot@example.com").await;
+    let access = app
+        .login("rot@example.com", crate::helpers::PASSWORD)
+        .await
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let header = jsonwebtoken::decode_header(&access).unwrap();
+    assert_eq!(header.kid.as_deref(), Some(kids[0]));
 }
 
 #[tokio::test]

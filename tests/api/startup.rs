@@ -18,11 +18,19 @@ async fn build_error(overrides: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn missing_or_weak_signing_keys_stop_start_up_with_the_variable_named() {
-    let missing = build_error(&[("AUTH_SIGNING_KEY", "/nonexistent/key.pem")]).await;
-    assert!(
-        missing.contains("AUTH_SIGNING_KEY") && missing.contains("/nonexistent/key.pem"),
-        "{missing}"
-    );
+    let mut env = base_config();
+    env.insert("AUTH_SIGNING_KEY".into(), "/nonexistent/key.pem".into());
+    env.insert("AUTH_JWKS_EXTRA_KEYS".into(), "/nonexistent/old.pem".into());
+    env.insert("AUTH_ACCESS_TTL".into(), "soon".into());
+    let missing = Config::load(&env).unwrap_err().to_string();
+    for expected in [
+        "AUTH_SIGNING_KEY",
+        "/nonexistent/key.pem",
+        "AUTH_JWKS_EXTRA_KEYS",
+        "AUTH_ACCESS_TTL",
+    ] {
+        assert!(missing.contains(expected), "{missing}");
+    }
     let weak = build_error(&[("AUTH_SIGNING_KEY", &testdata("weak-1024-key.pem"))]).await;
     assert!(
         weak.contains("AUTH_SIGNING_KEY") && weak.contains("2048"),
@@ -30,8 +38,11 @@ async fn missing_or_weak_signing_keys_stop_start_up_with_the_variable_named() {
     );
     let public_only = build_error(&[("AUTH_SIGNING_KEY", &testdata("retired-key.pub.pem"))]).await;
     assert!(public_only.contains("PRIVATE KEY"), "{public_only}");
-    let extra = build_error(&[("AUTH_JWKS_EXTRA_KEYS", "/nonexistent/old.pem")]).await;
-    assert!(extra.contains("AUTH_JWKS_EXTRA_KEYS"), "{extra}");
+    let extra = build_error(&[("AUTH_JWKS_EXTRA_KEYS", &testdata("weak-1024-key.pem"))]).await;
+    assert!(
+        extra.contains("AUTH_JWKS_EXTRA_KEYS") && extra.contains("2048"),
+        "{extra}"
+    );
 }
 
 #[test]
@@ -40,7 +51,7 @@ fn the_binary_reports_every_bad_variable_in_one_line_and_exits_non_zero() {
         .env_clear()
         .env("AUTH_ACCESS_TTL", "soon")
         .env("AUTH_BCRYPT_COST", "99")
-        .env("DATABASE_URL", "postgres://localhost/x")
+        .env("DATABASE_URL", "not a url")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));

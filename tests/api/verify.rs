@@ -77,4 +77,27 @@ async fn twenty_concurrent_verifications_of_one_token_succeed_exactly_once() {
         }
     }
     assert_eq!(ok, 1);
+    assert_eq!(
+        app.login("clicks@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn head_reports_the_token_without_spending_it() {
+    let app = spawn_app().await;
+    app.register("scanner@example.com", PASSWORD).await;
+    let path = app.verification_path("scanner@example.com", 1).await;
+    for _ in 0..3 {
+        let head = app.request(hyper::Method::HEAD, &path, &[], None).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert!(head.body.is_empty());
+    }
+    assert_eq!(
+        app.login("scanner@example.com", PASSWORD).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(app.get(&path).await.status, StatusCode::OK);
+    let head = app.request(hyper::Method::HEAD, &path, &[], None).await;
+    assert_eq!(head.status, StatusCode::BAD_REQUEST);
 }

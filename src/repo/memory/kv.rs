@@ -176,6 +176,11 @@ impl OneTimeTokens for MemoryKv {
         Ok(())
     }
 
+    async fn exists(&self, purpose: Purpose, hash: &TokenHash) -> Result<bool, RepoError> {
+        let key = Self::token_key(purpose, hash);
+        Ok(self.lock()?.live(&key, Instant::now()).is_some())
+    }
+
     async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
         let key = Self::token_key(purpose, hash);
         let mut state = self.lock()?;

@@ -1,0 +1,504 @@
+//! The PostgreSQL repositories: users, refresh-token families, the outbox.
+//!
+//! Every operation takes a pooled connection (bounded wait) and runs prepared statements,
+//! the whole bounded by one deadline, so a stalled database yields
+//! [`RepoError::Unavailable`] (a 503) instead of a hung request. Multi-row changes are
+//! single statements (CTEs) or transactions, which is what makes them atomic.
+
+pub mod migrate;
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
+use crate::repo::{
+    CreateUserError, Dependency, MailKind, NewRefreshToken, NewUser, Outbox, OutboxItem,
+    OutgoingEmail, RefreshTokens, RepoError, Rotation, Users,
+};
+
+/// The PostgreSQL store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// Bound on one whole operation: pool wait, statements, commit.
+    deadline: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> RepoError {
+    RepoError::Unavailable(format!("postgres: {e}"))
+}
+
+impl PgStore {
+    /// Builds the pool. Connections are opened on demand, so this does not touch the server.
+    pub fn new(
+        config: tokio_postgres::Config,
+        size: usize,
+        deadline: Duration,
+    ) -> Result<PgStore, String> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(deadline))
+            .create_timeout(Some(deadline))
+            .recycle_timeout(Some(deadline))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("cannot build the connection pool: {e}"))?;
+        Ok(PgStore { pool, deadline })
+    }
+
+    /// Runs `op` with a pooled connection, within the deadline.
+    async fn with<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, RepoError>> + 'a,
+    {
+        let work = async {
+            let client = self.pool.get().await.map_err(unavailable)?;
+            op(client).await
+        };
+        tokio::time::timeout(self.deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(unavailable("timed out")))
+    }
+}
+
+fn user_from_row(row: &tokio_postgres::Row) -> Result<User, RepoError> {
+    let email: String = row.get("email");
+    Ok(User {
+        id: UserId::from_uuid(row.get("id")),
+        email: Email::parse(&email)
+            .map_err(|e| unavailable(format!("stored email is invalid: {e}")))?,
+        password_hash: PasswordHash::from_stored(row.get("password_hash")),
+        email_verified: row.get("email_verified"),
+    })
+}
+
+fn kind_text(kind: MailKind) -> &'static str {
+    match kind {
+        MailKind::Verification => "verification",
+        MailKind::PasswordReset => "password_reset",
+    }
+}
+
+#[async_trait]
+impl Users for PgStore {
+    async fn create(
+        &self,
+        user: NewUser,
+        first_email: OutgoingEmail,
+    ) -> Result<User, CreateUserError> {
+        let result = self
+            .with(|client| async move {
+                // One statement: the user and their first email are stored together or not at all.
+                let stmt = client
+                    .prepare_cached(
+                        "WITH new_user AS (
+                             INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id
+                         )
+                         INSERT INTO outbox (kind, user_id, recipient)
+                         SELECT $4, id, $5 FROM new_user",
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+                    &user.id.as_uuid(),
+                    &user.email.as_str(),
+                    &user.password_hash.as_str(),
+                    &kind_text(first_email.kind),
+                    &first_email.to.as_str(),
+                ];
+                match client.execute(&stmt, &params).await {
+                    Ok(_) => Ok(Ok(User {
+                        id: user.id,
+                        email: user.email,
+                        password_hash: user.password_hash,
+                        email_verified: false,
+                    })),
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Err(CreateUserError::EmailTaken)),
+                    Err(e) => Err(unavailable(e)),
+                }
+            })
+            .await;
+        match result {
+            Ok(inner) => inner,
+            Err(e) => Err(CreateUserError::Repo(e)),
+        }
+    }
+
+    async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError> {
+        self.with(|client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id, email, password_hash, email_verified FROM users WHERE lower(email) = lower($1)",
+                )
+                .await
+                .map_err(unavailable)?;
+            let row = client.query_opt(&stmt, &[&email.as_str()]).await.map_err(unavailable)?;
+            row.as_ref().map(user_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn by_id(&self, id: UserId) -> Result<Option<User>, RepoError> {
+        self.with(|client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id, email, password_hash, email_verified FROM users WHERE id = $1",
+                )
+                .await
+                .map_err(unavailable)?;
+            let row = client
+                .query_opt(&stmt, &[&id.as_uuid()])
+                .await
+                .map_err(unavailable)?;
+            row.as_ref().map(user_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn mark_verified(&self, id: UserId) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE users SET email_verified = true, updated_at = now() WHERE id = $1 AND NOT email_verified",
+                )
+                .await
+                .map_err(unavailable)?;
+            client.execute(&stmt, &[&id.as_uuid()]).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        id: UserId,
+        hash: PasswordHash,
+        verified: bool,
+    ) -> Result<bool, RepoError> {
+        self.with(|mut client| async move {
+            let tx = client.transaction().await.map_err(unavailable)?;
+            let updated = tx
+                .execute(
+                    "UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now()
+                     WHERE id = $1",
+                    &[&id.as_uuid(), &hash.as_str(), &verified],
+                )
+                .await
+                .map_err(unavailable)?;
+            tx.execute(
+                "UPDATE refresh_families SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+                &[&id.as_uuid()],
+            )
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(updated == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RefreshTokens for PgStore {
+    async fn start_family(&self, user: UserId, first: NewRefreshToken) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "WITH family AS (
+                         INSERT INTO refresh_families (id, user_id) VALUES ($1, $2) RETURNING id
+                     )
+                     INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
+                     SELECT $3, id, $4 FROM family",
+                )
+                .await
+                .map_err(unavailable)?;
+            let family = Uuid::new_v4();
+            let hash: &[u8] = first.hash.as_bytes();
+            client
+                .execute(&stmt, &[&family, &user.as_uuid(), &hash, &first.expires_at])
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: NewRefreshToken,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Result<Rotation, RepoError> {
+        let presented = *presented;
+        self.with(|client| async move {
+            // The UPDATE takes the row lock; a concurrent rotation of the same token waits,
+            // re-checks `rotated_at IS NULL`, finds it false and claims nothing. So exactly
+            // one caller gets a row back, and its successor is inserted in the same statement.
+            let claim = client
+                .prepare_cached(
+                    "WITH claimed AS (
+                         UPDATE refresh_tokens t SET rotated_at = $2
+                         FROM refresh_families f
+                         WHERE t.token_hash = $1 AND f.id = t.family_id
+                           AND t.rotated_at IS NULL AND f.revoked_at IS NULL AND t.expires_at > $2
+                         RETURNING t.family_id, f.user_id
+                     ), successor AS (
+                         INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
+                         SELECT $3, family_id, $4 FROM claimed
+                     )
+                     SELECT user_id FROM claimed",
+                )
+                .await
+                .map_err(unavailable)?;
+            let presented_bytes: &[u8] = presented.as_bytes();
+            let successor_bytes: &[u8] = successor.hash.as_bytes();
+            let row = client
+                .query_opt(&claim, &[&presented_bytes, &now, &successor_bytes, &successor.expires_at])
+                .await
+                .map_err(unavailable)?;
+            if let Some(row) = row {
+                return Ok(Rotation::Rotated { user: UserId::from_uuid(row.get(0)) });
+            }
+            // Not rotated: say why. Reuse past the grace revokes the family in the same
+            // statement that detects it.
+            let classify = client
+                .prepare_cached(
+                    "WITH token AS (
+                         SELECT t.family_id, t.rotated_at, t.expires_at, f.revoked_at
+                         FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+                         WHERE t.token_hash = $1
+                     ), revoke AS (
+                         UPDATE refresh_families SET revoked_at = $2
+                         WHERE id = (SELECT family_id FROM token)
+                           AND revoked_at IS NULL
+                           AND (SELECT rotated_at FROM token) IS NOT NULL
+                           AND ($3::bigint = 0 OR (SELECT rotated_at FROM token) < $2 - $3::bigint * interval '1 millisecond')
+                         RETURNING id
+                     )
+                     SELECT rotated_at, expires_at, revoked_at, EXISTS (SELECT 1 FROM revoke) FROM token",
+                )
+                .await
+                .map_err(unavailable)?;
+            let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+            let row = client.query_opt(&classify, &[&presented_bytes, &now, &grace_ms]).await.map_err(unavailable)?;
+            let Some(row) = row else { return Ok(Rotation::Unknown) };
+            let rotated_at: Option<SystemTime> = row.get(0);
+            let expires_at: SystemTime = row.get(1);
+            let revoked_at: Option<SystemTime> = row.get(2);
+            let revoked_now: bool = row.get(3);
+            Ok(if revoked_now {
+                Rotation::ReuseDetected
+            } else if revoked_at.is_some() {
+                Rotation::Revoked
+            } else if rotated_at.is_some() {
+                Rotation::ReusedWithinGrace
+            } else if expires_at <= now {
+                Rotation::Expired
+            } else {
+                // Current, live and unrotated, yet not claimed: only possible if the token
+                // changed twice between our two statements. Refuse without side effects.
+                Rotation::Unknown
+            })
+        })
+        .await
+    }
+
+    async fn revoke_family(&self, token: &TokenHash) -> Result<(), RepoError> {
+        let token = *token;
+        self.with(|client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE refresh_families SET revoked_at = now()
+                     WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1) AND revoked_at IS NULL",
+                )
+                .await
+                .map_err(unavailable)?;
+            let hash: &[u8] = token.as_bytes();
+            client.execute(&stmt, &[&hash]).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: SystemTime) -> Result<u64, RepoError> {
+        self.with(|client| async move {
+            let purged = client
+                .execute("DELETE FROM refresh_tokens WHERE expires_at <= $1", &[&now])
+                .await
+                .map_err(unavailable)?;
+            client
+                .execute(
+                    "DELETE FROM refresh_families f
+                     WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id)",
+                    &[],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(purged)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    async fn enqueue(&self, email: OutgoingEmail) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            let stmt = client
+                .prepare_cached("INSERT INTO outbox (kind, user_id, recipient) VALUES ($1, $2, $3)")
+                .await
+                .map_err(unavailable)?;
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        &kind_text(email.kind),
+                        &email.user.as_uuid(),
+                        &email.to.as_str(),
+                    ],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<OutboxItem>, RepoError> {
+        self.with(|client| async move {
+            // SKIP LOCKED: concurrent workers (other replicas) each take different rows.
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE outbox SET attempts = attempts + 1, due_at = $2
+                     WHERE id IN (
+                         SELECT id FROM outbox WHERE state = 'pending' AND due_at <= $1
+                         ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+                     )
+                     RETURNING id, kind, user_id, recipient, attempts - 1",
+                )
+                .await
+                .map_err(unavailable)?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&now, &(now + lease), &limit])
+                .await
+                .map_err(unavailable)?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in rows {
+                let kind = match row.get::<_, &str>(1) {
+                    "password_reset" => MailKind::PasswordReset,
+                    _ => MailKind::Verification,
+                };
+                let to: String = row.get(3);
+                let id: i64 = row.get(0);
+                let attempts: i32 = row.get(4);
+                items.push(OutboxItem {
+                    id: u64::try_from(id).unwrap_or_default(),
+                    email: OutgoingEmail {
+                        kind,
+                        user: UserId::from_uuid(row.get(2)),
+                        to: Email::parse(&to).map_err(|e| {
+                            unavailable(format!("stored recipient is invalid: {e}"))
+                        })?,
+                    },
+                    attempts: u32::try_from(attempts).unwrap_or_default(),
+                });
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn mark_sent(&self, id: u64) -> Result<(), RepoError> {
+        self.set_state(
+            id,
+            "UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = $1",
+        )
+        .await
+    }
+
+    async fn retry_at(&self, id: u64, at: SystemTime) -> Result<(), RepoError> {
+        let id = i64::try_from(id).unwrap_or_default();
+        self.with(|client| async move {
+            client
+                .execute(
+                    "UPDATE outbox SET due_at = $2 WHERE id = $1 AND state = 'pending'",
+                    &[&id, &at],
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_failed(&self, id: u64) -> Result<(), RepoError> {
+        self.set_state(id, "UPDATE outbox SET state = 'failed' WHERE id = $1")
+            .await
+    }
+
+    async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
+        self.with(|client| async move {
+            let row = client
+                .query_one(
+                    "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'",
+                    &[],
+                )
+                .await
+                .map_err(unavailable)?;
+            let count: i64 = row.get(0);
+            let oldest: Option<SystemTime> = row.get(1);
+            let age = oldest.map_or(Duration::ZERO, |o| {
+                now.duration_since(o).unwrap_or_default()
+            });
+            Ok((u64::try_from(count).unwrap_or_default(), age))
+        })
+        .await
+    }
+}
+
+impl PgStore {
+    async fn set_state(&self, id: u64, sql: &'static str) -> Result<(), RepoError> {
+        let id = i64::try_from(id).unwrap_or_default();
+        self.with(|client| async move {
+            client.execute(sql, &[&id]).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Dependency for PgStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            client.simple_query("SELECT 1").await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,180 @@
+//! The Redis repositories: one-time tokens and rate-limit counters.
+//!
+//! Every key starts with `AUTH_REDIS_PREFIX`, and every operation touches exactly one key,
+//! so all of them work unchanged on Redis Cluster. Each command is bounded by a deadline;
+//! the connection manager reconnects by itself when Redis comes back.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+use crate::domain::{TokenHash, UserId};
+use crate::repo::{Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError};
+
+fn unavailable(e: impl std::fmt::Display) -> RepoError {
+    RepoError::Unavailable(format!("redis: {e}"))
+}
+
+/// Increments the counter and starts its window if this is the first hit (or if the key
+/// somehow lost its TTL), atomically. Returns the count and the milliseconds left.
+const HIT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+";
+
+/// Reads a counter and its remaining window in one step.
+const PEEK: &str = r"
+local n = redis.call('GET', KEYS[1])
+if not n then return false end
+return {tonumber(n), redis.call('PTTL', KEYS[1])}
+";
+
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    deadline: Duration,
+    hit: Script,
+    peek: Script,
+}
+
+impl RedisStore {
+    /// Prepares a lazily connecting client: authd starts even while Redis is down, and
+    /// requests that need Redis get a 503 until it answers.
+    pub fn new(url: &str, prefix: String, deadline: Duration) -> Result<RedisStore, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(deadline))
+            .set_response_timeout(Some(deadline))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| format!("cannot set up the Redis connection: {e}"))?;
+        Ok(RedisStore {
+            connection,
+            prefix,
+            deadline,
+            hit: Script::new(HIT),
+            peek: Script::new(PEEK),
+        })
+    }
+
+    fn token_key(&self, purpose: Purpose, hash: &TokenHash) -> String {
+        format!("{}{}:{}", self.prefix, purpose.segment(), hash.to_hex())
+    }
+
+    fn rate_key(&self, key: &RateKey) -> String {
+        format!("{}rate:{}", self.prefix, key.key())
+    }
+
+    /// Runs one command within the deadline.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RepoError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.deadline, cmd.query_async(&mut connection)).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable("timed out")),
+        }
+    }
+
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[u64],
+    ) -> Result<T, RepoError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        match tokio::time::timeout(self.deadline, invocation.invoke_async(&mut connection)).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable("timed out")),
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[async_trait]
+impl OneTimeTokens for RedisStore {
+    async fn put(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+        user: UserId,
+        ttl: Duration,
+    ) -> Result<(), RepoError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.token_key(purpose, hash))
+            .arg(user.to_string())
+            .arg("PX")
+            .arg(millis(ttl));
+        self.run::<()>(&cmd).await
+    }
+
+    async fn exists(&self, purpose: Purpose, hash: &TokenHash) -> Result<bool, RepoError> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.token_key(purpose, hash));
+        let n: u64 = self.run(&cmd).await?;
+        Ok(n > 0)
+    }
+
+    async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
+        // GETDEL: read and delete in one command, so a token works once even when clicked
+        // many times at the same moment.
+        let mut cmd = redis::cmd("GETDEL");
+        cmd.arg(self.token_key(purpose, hash));
+        let value: Option<String> = self.run(&cmd).await?;
+        Ok(value
+            .and_then(|v| uuid::Uuid::parse_str(&v).ok())
+            .map(UserId::from_uuid))
+    }
+}
+
+#[async_trait]
+impl RateLimits for RedisStore {
+    async fn hit(&self, key: &RateKey, window: Duration) -> Result<Counter, RepoError> {
+        let (count, ttl_ms): (u64, i64) = self
+            .script(&self.hit, &self.rate_key(key), &[millis(window)])
+            .await?;
+        Ok(Counter {
+            count,
+            resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or_default()),
+        })
+    }
+
+    async fn peek(&self, key: &RateKey) -> Result<Option<Counter>, RepoError> {
+        let found: Option<(u64, i64)> = self.script(&self.peek, &self.rate_key(key), &[]).await?;
+        Ok(found.map(|(count, ttl_ms)| Counter {
+            count,
+            resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or_default()),
+        }))
+    }
+
+    async fn clear(&self, key: &RateKey) -> Result<(), RepoError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.rate_key(key));
+        self.run::<()>(&cmd).await
+    }
+}
+
+#[async_trait]
+impl Dependency for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.run::<()>(&redis::cmd("PING")).await
+    }
+}
