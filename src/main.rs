@@ -10,17 +10,14 @@ use authd::App;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-const USAGE: &str = "usage: authd            serve (configured by environment variables, see README)\n       authd --version  print the version";
+const USAGE: &str = "usage: authd            serve (configured by environment variables, see README)\n       authd migrate    apply the database migrations in DATABASE_URL and exit\n       authd --version  print the version";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => {}
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let migrate_only = match args.as_slice() {
+        [] => false,
+        ["migrate"] => true,
         ["--version"] => {
             println!("authd {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -33,7 +30,7 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
-    }
+    };
 
     let config = match Config::load(&Env) {
         Ok(config) => config,
@@ -57,6 +54,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if migrate_only {
+        return runtime.block_on(migrate(&config));
+    }
     runtime.block_on(async {
         match App::build(config).await {
             Ok(app) => {
@@ -70,6 +70,25 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `authd migrate`: applies the schema and exits, for deployments that migrate before
+/// rolling out (start-up migrates too, so this is optional).
+async fn migrate(config: &Config) -> ExitCode {
+    let Some(url) = &config.database_url else {
+        eprintln!("authd: DATABASE_URL is not set: there is no database to migrate");
+        return ExitCode::from(2);
+    };
+    match authd::repo::postgres::migrate::run(&url.pg_config()).await {
+        Ok(applied) => {
+            tracing::info!(applied = applied.len(), "database is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("authd: DATABASE_URL: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(config: &Config) {

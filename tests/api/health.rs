@@ -1,10 +1,10 @@
 use hyper::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, PASSWORD};
+use crate::helpers::{spawn_app, Backend, PASSWORD};
 
-#[tokio::test]
-async fn healthz_and_readyz_are_200_on_the_embedded_default() {
-    let app = spawn_app().await;
+both!(healthz_and_readyz_are_200_on_the_embedded_default);
+async fn healthz_and_readyz_are_200_on_the_embedded_default(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status, StatusCode::OK);
@@ -17,9 +17,9 @@ async fn healthz_and_readyz_are_200_on_the_embedded_default() {
     );
 }
 
-#[tokio::test]
-async fn metrics_count_requests_by_route_and_status() {
-    let app = spawn_app().await;
+both!(metrics_count_requests_by_route_and_status);
+async fn metrics_count_requests_by_route_and_status(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.register("mo@example.com", PASSWORD).await;
     app.login("mo@example.com", "wrong password").await;
     let res = app.get("/metrics").await;

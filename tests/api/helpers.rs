@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::sync::{oneshot, Notify};
 
+use crate::services::{block_on, services};
+
 pub const PASSWORD: &str = "correct horse battery";
 
 pub fn testdata(name: &str) -> String {
@@ -67,10 +69,191 @@ impl CapturingMailer {
     }
 }
 
+/// Which storage a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default.
+    Memory,
+    /// PostgreSQL and Redis.
+    Real,
+}
+
+/// Runs a test once per backend: `both!(name)` next to `async fn name(backend: Backend)`.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name($crate::helpers::Backend::Memory).await
+            }
+
+            #[tokio::test]
+            async fn postgres_redis() {
+                super::$name($crate::helpers::Backend::Real).await
+            }
+        }
+    };
+}
+
+/// A test's own storage: a fresh database and Redis prefix, removed when dropped. Several
+/// app instances may share one (restarts, replicas).
+pub struct Storage {
+    pub database: Option<TestDatabase>,
+    pub redis: Option<TestRedis>,
+}
+
+impl Storage {
+    pub async fn new(backend: Backend) -> Arc<Storage> {
+        match backend {
+            Backend::Memory => Arc::new(Storage {
+                database: None,
+                redis: None,
+            }),
+            Backend::Real => Storage::on(&services().postgres, &services().redis).await,
+        }
+    }
+
+    /// Fresh storage on the given servers.
+    pub async fn on(postgres: &str, redis: &str) -> Arc<Storage> {
+        Arc::new(Storage {
+            database: Some(TestDatabase::create(postgres).await),
+            redis: Some(TestRedis::new(redis)),
+        })
+    }
+
+    fn configure(&self, env: &mut HashMap<String, String>) {
+        if let Some(db) = &self.database {
+            env.insert("DATABASE_URL".into(), db.url.clone());
+        }
+        if let Some(r) = &self.redis {
+            env.insert("REDIS_URL".into(), r.url.clone());
+            env.insert("AUTH_REDIS_PREFIX".into(), r.prefix.clone());
+        }
+    }
+}
+
+/// A database created for one test and dropped after it.
+pub struct TestDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(server: &str) -> TestDatabase {
+        let name = format!("authd_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = format!("{server}/postgres");
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("connect to PostgreSQL");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        TestDatabase {
+            url: format!("{server}/{name}"),
+            admin,
+            name,
+        }
+    }
+
+    /// A client on the test database, for looking at what authd stored.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        block_on(async move {
+            if let Ok((client, conn)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+            {
+                tokio::spawn(conn);
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    }
+}
+
+/// A Redis key prefix used by one test; its keys are deleted after it.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new(url: &str) -> TestRedis {
+        TestRedis {
+            url: url.to_string(),
+            prefix: format!("authd-test-{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Every key under this prefix with its value (strings only, which is all authd writes).
+    pub async fn dump(&self) -> Vec<(String, String)> {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for key in keys {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            out.push((key, value.unwrap_or_default()));
+        }
+        out
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        block_on(async move {
+            let Ok(client) = redis::Client::open(url) else {
+                return;
+            };
+            let attempt = async {
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}*"))
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                if !keys.is_empty() {
+                    let _: () = redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                }
+                Some(())
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(3), attempt).await;
+        });
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub mailer: Arc<CapturingMailer>,
-    _shutdown: oneshot::Sender<()>,
+    /// Keeps the test's database and Redis keys alive while the app runs.
+    _storage: Arc<Storage>,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct TestResponse {
@@ -112,12 +295,18 @@ pub fn base_config() -> HashMap<String, String> {
     env
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
 }
 
-pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(Storage::new(backend).await, overrides).await
+}
+
+/// Starts authd on existing storage (e.g. a second instance, or after a restart).
+pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> TestApp {
     let mut env = base_config();
+    storage.configure(&mut env);
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());
     }
@@ -128,17 +317,29 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         .expect("app builds");
     let addr = app.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(app.run(async {
+    let stopped = tokio::spawn(app.run(async {
         let _ = rx.await;
     }));
     TestApp {
         addr,
         mailer,
-        _shutdown: tx,
+        _storage: storage,
+        shutdown: Some(tx),
+        stopped: Some(stopped),
     }
 }
 
 impl TestApp {
+    /// Stops serving, as SIGTERM would, and waits until authd has stopped.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            let _ = stopped.await;
+        }
+    }
+
     /// Sends one request on a fresh connection.
     pub async fn request(
         &self,

@@ -1,10 +1,10 @@
 use hyper::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
 #[tokio::test]
 async fn unknown_path_is_a_404_problem() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let res = app.get("/nope").await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert_eq!(res.problem_code(), "not_found");
@@ -12,7 +12,7 @@ async fn unknown_path_is_a_404_problem() {
 
 #[tokio::test]
 async fn wrong_method_is_405_with_allow() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let res = app.get("/login").await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.problem_code(), "method_not_allowed");
@@ -26,7 +26,7 @@ async fn wrong_method_is_405_with_allow() {
 
 #[tokio::test]
 async fn body_over_16_kib_is_413() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let big = format!(
         r#"{{"email":"a@example.com","password":"{}"}}"#,
         "x".repeat(16 * 1024)
@@ -46,7 +46,7 @@ async fn body_over_16_kib_is_413() {
 #[tokio::test]
 async fn chunked_body_over_16_kib_is_413() {
     // No Content-Length: the limit must hold while reading.
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let chunk = "x".repeat(20 * 1024);
@@ -62,7 +62,7 @@ async fn chunked_body_over_16_kib_is_413() {
 
 #[tokio::test]
 async fn non_json_posts_are_415() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let body = Some(br#"{"email":"a@example.com","password":"12345678"}"#.to_vec());
     for headers in [
         &[("content-type", "text/plain")][..],
@@ -92,7 +92,7 @@ async fn non_json_posts_are_415() {
 
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let echoed = app
         .request(
             Method::GET,
@@ -120,10 +120,13 @@ async fn every_response_carries_a_request_id() {
 
 #[tokio::test]
 async fn cors_preflight_and_headers_for_listed_origins_only() {
-    let app = spawn_app_with(&[(
-        "AUTH_CORS_ORIGINS",
-        "https://app.example, http://localhost:3000",
-    )])
+    let app = spawn_app_with(
+        Backend::Memory,
+        &[(
+            "AUTH_CORS_ORIGINS",
+            "https://app.example, http://localhost:3000",
+        )],
+    )
     .await;
     let preflight = app
         .request(
@@ -201,7 +204,7 @@ async fn cors_preflight_and_headers_for_listed_origins_only() {
 
 #[tokio::test]
 async fn no_cors_headers_by_default() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let res = app
         .request(
             Method::GET,

@@ -3,7 +3,7 @@ use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with, testdata};
+use crate::helpers::{spawn_app, spawn_app_with, testdata, Backend};
 
 async fn jwks(app: &crate::helpers::TestApp) -> Value {
     let res = app.get("/.well-known/jwks.json").await;
@@ -14,7 +14,7 @@ async fn jwks(app: &crate::helpers::TestApp) -> Value {
 
 #[tokio::test]
 async fn jwks_publishes_the_signing_key_with_every_member_and_cache_control() {
-    let app = spawn_app_with(&[("AUTH_JWKS_MAX_AGE", "10m")]).await;
+    let app = spawn_app_with(Backend::Memory, &[("AUTH_JWKS_MAX_AGE", "10m")]).await;
     let res = app.get("/.well-known/jwks.json").await;
     assert_eq!(res.header("cache-control"), Some("public, max-age=600"));
     let set = res.json();
@@ -70,7 +70,7 @@ async fn modulus_and_exponent_match_openssl() {
     assert_eq!(expected_n.len(), 256);
     assert!(text.contains("Exponent: 65537 (0x10001)"));
 
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let set = jwks(&app).await;
     let key = &set["keys"][0];
     assert_eq!(
@@ -85,11 +85,14 @@ async fn modulus_and_exponent_match_openssl() {
 
 #[tokio::test]
 async fn access_token_verifies_with_an_independent_library_fed_only_the_jwks() {
-    let app = spawn_app_with(&[
-        ("AUTH_ISSUER", "https://auth.example"),
-        ("AUTH_AUDIENCE", "my-api"),
-        ("AUTH_ACCESS_TTL", "15m"),
-    ])
+    let app = spawn_app_with(
+        Backend::Memory,
+        &[
+            ("AUTH_ISSUER", "https://auth.example"),
+            ("AUTH_AUDIENCE", "my-api"),
+            ("AUTH_ACCESS_TTL", "15m"),
+        ],
+    )
     .await;
     let user_id = app.verified_user("yuri@example.com").await;
     let access = app
@@ -137,7 +140,7 @@ async fn access_token_verifies_with_an_independent_library_fed_only_the_jwks() {
 
 #[tokio::test]
 async fn two_access_tokens_have_distinct_jti() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     app.verified_user("zoe@example.com").await;
     let a = app
         .login("zoe@example.com", crate::helpers::PASSWORD)
@@ -170,7 +173,7 @@ async fn retired_keys_are_published_once_each() {
         testdata("retired-key.pub.pem"),
         testdata("signing-key.pem")
     );
-    let app = spawn_app_with(&[("AUTH_JWKS_EXTRA_KEYS", &extra)]).await;
+    let app = spawn_app_with(Backend::Memory, &[("AUTH_JWKS_EXTRA_KEYS", &extra)]).await;
     let set = jwks(&app).await;
     let kids: Vec<&str> = set["keys"]
         .as_array()
@@ -197,7 +200,7 @@ async fn retired_keys_are_published_once_each() {
 
 #[tokio::test]
 async fn head_on_jwks_has_headers_and_no_body() {
-    let app = spawn_app().await;
+    let app = spawn_app(Backend::Memory).await;
     let get = app.get("/.well-known/jwks.json").await;
     let head = app
         .request(Method::HEAD, "/.well-known/jwks.json", &[], None)

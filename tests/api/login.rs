@@ -1,11 +1,11 @@
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
-#[tokio::test]
-async fn login_returns_a_token_pair_that_is_never_cached() {
-    let app = spawn_app_with(&[("AUTH_ACCESS_TTL", "10m")]).await;
+both!(login_returns_a_token_pair_that_is_never_cached);
+async fn login_returns_a_token_pair_that_is_never_cached(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_ACCESS_TTL", "10m")]).await;
     app.verified_user("hank@example.com").await;
     let res = app.login("HANK@example.com", PASSWORD).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -17,9 +17,9 @@ async fn login_returns_a_token_pair_that_is_never_cached() {
     assert_eq!(body["refresh_token"].as_str().unwrap().len(), 43);
 }
 
-#[tokio::test]
-async fn wrong_password_and_unknown_email_get_the_same_401() {
-    let app = spawn_app().await;
+both!(wrong_password_and_unknown_email_get_the_same_401);
+async fn wrong_password_and_unknown_email_get_the_same_401(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.verified_user("ivy@example.com").await;
     let wrong = app.login("ivy@example.com", "not the password").await;
     let unknown = app.login("nobody@example.com", PASSWORD).await;
@@ -36,9 +36,9 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
     }
 }
 
-#[tokio::test]
-async fn unverified_account_gets_403_only_with_the_right_password() {
-    let app = spawn_app().await;
+both!(unverified_account_gets_403_only_with_the_right_password);
+async fn unverified_account_gets_403_only_with_the_right_password(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.register("jack@example.com", PASSWORD).await;
     let res = app.login("jack@example.com", PASSWORD).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
@@ -49,9 +49,9 @@ async fn unverified_account_gets_403_only_with_the_right_password() {
     );
 }
 
-#[tokio::test]
-async fn malformed_login_payloads_are_400() {
-    let app = spawn_app().await;
+both!(malformed_login_payloads_are_400);
+async fn malformed_login_payloads_are_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for body in [
         json!({"email": "a@example.com"}),
         json!({"email": "a@example.com", "password": 12345678}),
@@ -75,12 +75,15 @@ async fn malformed_login_payloads_are_400() {
     assert_eq!(res.problem_code(), "invalid_email");
 }
 
-#[tokio::test]
-async fn too_many_failures_lock_the_address_even_for_the_right_password() {
-    let app = spawn_app_with(&[
-        ("AUTH_LOGIN_MAX_FAILURES", "3"),
-        ("AUTH_LOGIN_WINDOW", "15m"),
-    ])
+both!(too_many_failures_lock_the_address_even_for_the_right_password);
+async fn too_many_failures_lock_the_address_even_for_the_right_password(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("AUTH_LOGIN_MAX_FAILURES", "3"),
+            ("AUTH_LOGIN_WINDOW", "15m"),
+        ],
+    )
     .await;
     app.verified_user("kim@example.com").await;
     for _ in 0..3 {
@@ -102,9 +105,9 @@ async fn too_many_failures_lock_the_address_even_for_the_right_password() {
     );
 }
 
-#[tokio::test]
-async fn unknown_addresses_are_limited_too() {
-    let app = spawn_app_with(&[("AUTH_LOGIN_MAX_FAILURES", "2")]).await;
+both!(unknown_addresses_are_limited_too);
+async fn unknown_addresses_are_limited_too(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_LOGIN_MAX_FAILURES", "2")]).await;
     for _ in 0..2 {
         assert_eq!(
             app.login("ghost@example.com", PASSWORD).await.status,
@@ -117,9 +120,9 @@ async fn unknown_addresses_are_limited_too() {
     );
 }
 
-#[tokio::test]
-async fn a_successful_login_resets_the_failure_count() {
-    let app = spawn_app_with(&[("AUTH_LOGIN_MAX_FAILURES", "2")]).await;
+both!(a_successful_login_resets_the_failure_count);
+async fn a_successful_login_resets_the_failure_count(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_LOGIN_MAX_FAILURES", "2")]).await;
     app.verified_user("mia@example.com").await;
     assert_eq!(
         app.login("mia@example.com", "bad password").await.status,
@@ -140,12 +143,15 @@ async fn a_successful_login_resets_the_failure_count() {
     );
 }
 
-#[tokio::test]
-async fn lockout_ends_with_the_window() {
-    let app = spawn_app_with(&[
-        ("AUTH_LOGIN_MAX_FAILURES", "1"),
-        ("AUTH_LOGIN_WINDOW", "1s"),
-    ])
+both!(lockout_ends_with_the_window);
+async fn lockout_ends_with_the_window(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("AUTH_LOGIN_MAX_FAILURES", "1"),
+            ("AUTH_LOGIN_WINDOW", "1s"),
+        ],
+    )
     .await;
     app.verified_user("ned@example.com").await;
     app.login("ned@example.com", "bad password").await;
@@ -160,9 +166,10 @@ async fn lockout_ends_with_the_window() {
     );
 }
 
-#[tokio::test]
-async fn parallel_guesses_cannot_exceed_the_failure_limit() {
-    let app = std::sync::Arc::new(spawn_app_with(&[("AUTH_LOGIN_MAX_FAILURES", "3")]).await);
+both!(parallel_guesses_cannot_exceed_the_failure_limit);
+async fn parallel_guesses_cannot_exceed_the_failure_limit(backend: Backend) {
+    let app =
+        std::sync::Arc::new(spawn_app_with(backend, &[("AUTH_LOGIN_MAX_FAILURES", "3")]).await);
     app.verified_user("para@example.com").await;
     let tasks: Vec<_> = (0..12)
         .map(|i| {
@@ -188,14 +195,17 @@ async fn parallel_guesses_cannot_exceed_the_failure_limit() {
     );
 }
 
-#[tokio::test]
-async fn a_login_flood_past_the_bcrypt_queue_is_shed_with_503() {
+both!(a_login_flood_past_the_bcrypt_queue_is_shed_with_503);
+async fn a_login_flood_past_the_bcrypt_queue_is_shed_with_503(backend: Backend) {
     let app = std::sync::Arc::new(
-        spawn_app_with(&[
-            ("AUTH_BCRYPT_WORKERS", "1"),
-            ("AUTH_BCRYPT_QUEUE", "1"),
-            ("AUTH_BCRYPT_COST", "10"),
-        ])
+        spawn_app_with(
+            backend,
+            &[
+                ("AUTH_BCRYPT_WORKERS", "1"),
+                ("AUTH_BCRYPT_QUEUE", "1"),
+                ("AUTH_BCRYPT_COST", "10"),
+            ],
+        )
         .await,
     );
     let tasks: Vec<_> = (0..12)

@@ -1,11 +1,11 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, Backend};
 
-#[tokio::test]
-async fn logout_ends_the_session_family() {
-    let app = spawn_app().await;
+both!(logout_ends_the_session_family);
+async fn logout_ends_the_session_family(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, first) = app.session("vera@example.com").await;
     let second = app.refresh(&first).await.json()["refresh_token"]
         .as_str()
@@ -19,9 +19,9 @@ async fn logout_ends_the_session_family() {
     assert_eq!(app.refresh(&second).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn logout_leaves_other_sessions_alone() {
-    let app = spawn_app().await;
+both!(logout_leaves_other_sessions_alone);
+async fn logout_leaves_other_sessions_alone(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, laptop) = app.session("walt@example.com").await;
     let phone = app
         .login("walt@example.com", crate::helpers::PASSWORD)
@@ -34,9 +34,9 @@ async fn logout_leaves_other_sessions_alone() {
     assert_eq!(app.refresh(&phone).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn logout_is_idempotent() {
-    let app = spawn_app().await;
+both!(logout_is_idempotent);
+async fn logout_is_idempotent(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, token) = app.session("xena@example.com").await;
     assert_eq!(app.logout(&token).await.status, StatusCode::NO_CONTENT);
     assert_eq!(app.logout(&token).await.status, StatusCode::NO_CONTENT);
@@ -46,9 +46,9 @@ async fn logout_is_idempotent() {
     );
 }
 
-#[tokio::test]
-async fn logout_with_a_malformed_payload_is_400() {
-    let app = spawn_app().await;
+both!(logout_with_a_malformed_payload_is_400);
+async fn logout_with_a_malformed_payload_is_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for body in [
         json!({}),
         json!({"refresh_token": "nope"}),

@@ -1,13 +1,19 @@
-//! Black-box tests: each starts the real app on port 0 with its own in-memory state and
-//! talks to it over HTTP, the way a client would.
+//! Black-box tests: each starts the real app on port 0 with its own state and talks to it
+//! over HTTP, the way a client would. Most run twice: on the embedded default and on
+//! PostgreSQL + Redis (see `both!`); `services` finds or starts those servers.
 
+#[macro_use]
 mod helpers;
+mod services;
 
+mod contract;
+mod faults;
 mod health;
 mod http_rules;
 mod keys;
 mod login;
 mod logout;
+mod persistence;
 mod refresh;
 mod register;
 mod resend;

@@ -4,15 +4,15 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_with, Backend};
 
 fn refresh_token_of(res: &crate::helpers::TestResponse) -> String {
     res.json()["refresh_token"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
-async fn refresh_returns_a_new_pair_and_spends_the_old_token() {
-    let app = spawn_app().await;
+both!(refresh_returns_a_new_pair_and_spends_the_old_token);
+async fn refresh_returns_a_new_pair_and_spends_the_old_token(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (access, first) = app.session("olga@example.com").await;
     let res = app.refresh(&first).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -25,9 +25,9 @@ async fn refresh_returns_a_new_pair_and_spends_the_old_token() {
     assert_eq!(app.refresh(&second).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn reusing_a_rotated_token_revokes_the_whole_family() {
-    let app = spawn_app().await;
+both!(reusing_a_rotated_token_revokes_the_whole_family);
+async fn reusing_a_rotated_token_revokes_the_whole_family(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, first) = app.session("pete@example.com").await;
     let second = refresh_token_of(&app.refresh(&first).await);
     let reuse = app.refresh(&first).await;
@@ -42,18 +42,18 @@ async fn reusing_a_rotated_token_revokes_the_whole_family() {
     );
 }
 
-#[tokio::test]
-async fn reuse_within_the_grace_is_refused_but_keeps_the_family() {
-    let app = spawn_app_with(&[("AUTH_REFRESH_REUSE_GRACE", "30s")]).await;
+both!(reuse_within_the_grace_is_refused_but_keeps_the_family);
+async fn reuse_within_the_grace_is_refused_but_keeps_the_family(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_REUSE_GRACE", "30s")]).await;
     let (_, first) = app.session("quinn@example.com").await;
     let second = refresh_token_of(&app.refresh(&first).await);
     assert_eq!(app.refresh(&first).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.refresh(&second).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn reuse_after_the_grace_revokes_the_family() {
-    let app = spawn_app_with(&[("AUTH_REFRESH_REUSE_GRACE", "1s")]).await;
+both!(reuse_after_the_grace_revokes_the_family);
+async fn reuse_after_the_grace_revokes_the_family(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_REUSE_GRACE", "1s")]).await;
     let (_, first) = app.session("rita@example.com").await;
     let second = refresh_token_of(&app.refresh(&first).await);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -61,9 +61,9 @@ async fn reuse_after_the_grace_revokes_the_family() {
     assert_eq!(app.refresh(&second).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn missing_or_malformed_refresh_token_is_400_unknown_is_401() {
-    let app = spawn_app().await;
+both!(missing_or_malformed_refresh_token_is_400_unknown_is_401);
+async fn missing_or_malformed_refresh_token_is_400_unknown_is_401(backend: Backend) {
+    let app = spawn_app(backend).await;
     for body in [
         json!({}),
         json!({"refresh_token": 7}),
@@ -78,17 +78,17 @@ async fn missing_or_malformed_refresh_token_is_400_unknown_is_401() {
     assert_eq!(res.problem_code(), "invalid_token");
 }
 
-#[tokio::test]
-async fn expired_refresh_token_is_401() {
-    let app = spawn_app_with(&[("AUTH_REFRESH_TTL", "1s")]).await;
+both!(expired_refresh_token_is_401);
+async fn expired_refresh_token_is_401(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_TTL", "1s")]).await;
     let (_, token) = app.session("sam@example.com").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(app.refresh(&token).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn thirty_two_concurrent_refreshes_of_one_token_succeed_exactly_once() {
-    let app = Arc::new(spawn_app().await);
+both!(thirty_two_concurrent_refreshes_of_one_token_succeed_exactly_once);
+async fn thirty_two_concurrent_refreshes_of_one_token_succeed_exactly_once(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
     let (_, token) = app.session("tess@example.com").await;
     let token = Arc::new(token);
     let tasks: Vec<_> = (0..32)
@@ -114,9 +114,9 @@ async fn thirty_two_concurrent_refreshes_of_one_token_succeed_exactly_once() {
     );
 }
 
-#[tokio::test]
-async fn a_refresh_chain_keeps_working() {
-    let app = spawn_app().await;
+both!(a_refresh_chain_keeps_working);
+async fn a_refresh_chain_keeps_working(backend: Backend) {
+    let app = spawn_app(backend).await;
     let (_, mut token) = app.session("uma@example.com").await;
     for _ in 0..10 {
         let res = app.refresh(&token).await;

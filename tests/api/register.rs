@@ -1,11 +1,11 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, PASSWORD};
+use crate::helpers::{spawn_app, Backend, PASSWORD};
 
-#[tokio::test]
-async fn register_returns_201_with_normalised_email_and_sends_verification_email() {
-    let app = spawn_app().await;
+both!(register_returns_201_with_normalised_email_and_sends_verification_email);
+async fn register_returns_201_with_normalised_email_and_sends_verification_email(backend: Backend) {
+    let app = spawn_app(backend).await;
     let res = app.register("  Alice@Example.COM ", PASSWORD).await;
     assert_eq!(res.status, StatusCode::CREATED);
     let body = res.json();
@@ -20,9 +20,9 @@ async fn register_returns_201_with_normalised_email_and_sends_verification_email
     assert!(emails[0].html.contains("/verify-email?token="));
 }
 
-#[tokio::test]
-async fn register_rejects_invalid_emails_with_400() {
-    let app = spawn_app().await;
+both!(register_rejects_invalid_emails_with_400);
+async fn register_rejects_invalid_emails_with_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     for email in [
         "",
         "no-at-sign",
@@ -36,9 +36,9 @@ async fn register_rejects_invalid_emails_with_400() {
     }
 }
 
-#[tokio::test]
-async fn register_accepts_8_to_72_byte_passwords_and_rejects_others() {
-    let app = spawn_app().await;
+both!(register_accepts_8_to_72_byte_passwords_and_rejects_others);
+async fn register_accepts_8_to_72_byte_passwords_and_rejects_others(backend: Backend) {
+    let app = spawn_app(backend).await;
     for (i, password) in ["1234567".to_string(), "x".repeat(73), "é".repeat(37)]
         .iter()
         .enumerate()
@@ -69,9 +69,9 @@ async fn register_accepts_8_to_72_byte_passwords_and_rejects_others() {
     );
 }
 
-#[tokio::test]
-async fn register_twice_in_any_letter_case_is_409() {
-    let app = spawn_app().await;
+both!(register_twice_in_any_letter_case_is_409);
+async fn register_twice_in_any_letter_case_is_409(backend: Backend) {
+    let app = spawn_app(backend).await;
     assert_eq!(
         app.register("bob@example.com", PASSWORD).await.status,
         StatusCode::CREATED
@@ -81,9 +81,9 @@ async fn register_twice_in_any_letter_case_is_409() {
     assert_eq!(res.problem_code(), "email_taken");
 }
 
-#[tokio::test]
-async fn concurrent_registrations_of_one_email_create_one_account() {
-    let app = std::sync::Arc::new(spawn_app().await);
+both!(concurrent_registrations_of_one_email_create_one_account);
+async fn concurrent_registrations_of_one_email_create_one_account(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let app = app.clone();
@@ -117,9 +117,9 @@ async fn concurrent_registrations_of_one_email_create_one_account() {
     );
 }
 
-#[tokio::test]
-async fn register_with_missing_or_mistyped_fields_is_400_bad_request() {
-    let app = spawn_app().await;
+both!(register_with_missing_or_mistyped_fields_is_400_bad_request);
+async fn register_with_missing_or_mistyped_fields_is_400_bad_request(backend: Backend) {
+    let app = spawn_app(backend).await;
     for body in [
         json!({"email": "a@example.com"}),
         json!({"email": 5, "password": PASSWORD}),

@@ -1,11 +1,11 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
-#[tokio::test]
-async fn resend_sends_a_new_working_link() {
-    let app = spawn_app().await;
+both!(resend_sends_a_new_working_link);
+async fn resend_sends_a_new_working_link(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.register("dave@example.com", PASSWORD).await;
     app.mailer.wait_for("dave@example.com", 1).await;
     let res = app
@@ -22,9 +22,9 @@ async fn resend_sends_a_new_working_link() {
     assert_eq!(app.get(&second).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn resend_for_a_verified_account_is_204_and_sends_nothing() {
-    let app = spawn_app().await;
+both!(resend_for_a_verified_account_is_204_and_sends_nothing);
+async fn resend_for_a_verified_account_is_204_and_sends_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.verified_user("erin@example.com").await;
     let res = app
         .post_json(
@@ -37,9 +37,9 @@ async fn resend_for_a_verified_account_is_204_and_sends_nothing() {
     assert_eq!(app.mailer.sent_to("erin@example.com").len(), 1);
 }
 
-#[tokio::test]
-async fn resend_rejects_bad_and_unknown_emails() {
-    let app = spawn_app().await;
+both!(resend_rejects_bad_and_unknown_emails);
+async fn resend_rejects_bad_and_unknown_emails(backend: Backend) {
+    let app = spawn_app(backend).await;
     let res = app
         .post_json("/resend-verification", &json!({"email": "nope"}))
         .await;
@@ -57,9 +57,13 @@ async fn resend_rejects_bad_and_unknown_emails() {
     assert_eq!(res.status, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn resend_past_the_limit_is_429_with_retry_after() {
-    let app = spawn_app_with(&[("AUTH_RESEND_MAX", "2"), ("AUTH_RESEND_WINDOW", "1h")]).await;
+both!(resend_past_the_limit_is_429_with_retry_after);
+async fn resend_past_the_limit_is_429_with_retry_after(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("AUTH_RESEND_MAX", "2"), ("AUTH_RESEND_WINDOW", "1h")],
+    )
+    .await;
     app.register("frank@example.com", PASSWORD).await;
     let body = json!({"email": "frank@example.com"});
     assert_eq!(
@@ -80,9 +84,13 @@ async fn resend_past_the_limit_is_429_with_retry_after() {
     assert_eq!(app.mailer.sent_to("frank@example.com").len(), 3);
 }
 
-#[tokio::test]
-async fn resend_limit_window_ends() {
-    let app = spawn_app_with(&[("AUTH_RESEND_MAX", "1"), ("AUTH_RESEND_WINDOW", "1s")]).await;
+both!(resend_limit_window_ends);
+async fn resend_limit_window_ends(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("AUTH_RESEND_MAX", "1"), ("AUTH_RESEND_WINDOW", "1s")],
+    )
+    .await;
     app.register("gina@example.com", PASSWORD).await;
     let body = json!({"email": "gina@example.com"});
     assert_eq!(

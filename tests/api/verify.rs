@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with, PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
-#[tokio::test]
-async fn verification_link_verifies_once_and_unlocks_login() {
-    let app = spawn_app().await;
+both!(verification_link_verifies_once_and_unlocks_login);
+async fn verification_link_verifies_once_and_unlocks_login(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.register("carol@example.com", PASSWORD).await;
     assert_eq!(
         app.login("carol@example.com", PASSWORD).await.status,
@@ -28,9 +28,9 @@ async fn verification_link_verifies_once_and_unlocks_login() {
     assert_eq!(again.problem_code(), "invalid_token");
 }
 
-#[tokio::test]
-async fn missing_malformed_and_unknown_tokens_are_400() {
-    let app = spawn_app().await;
+both!(missing_malformed_and_unknown_tokens_are_400);
+async fn missing_malformed_and_unknown_tokens_are_400(backend: Backend) {
+    let app = spawn_app(backend).await;
     let unknown = format!("/verify-email?token={}", "A".repeat(43));
     for path in [
         "/verify-email",
@@ -44,9 +44,9 @@ async fn missing_malformed_and_unknown_tokens_are_400() {
     }
 }
 
-#[tokio::test]
-async fn expired_verification_token_is_400_and_leaves_the_account_unverified() {
-    let app = spawn_app_with(&[("AUTH_VERIFY_TTL", "1s")]).await;
+both!(expired_verification_token_is_400_and_leaves_the_account_unverified);
+async fn expired_verification_token_is_400_and_leaves_the_account_unverified(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_VERIFY_TTL", "1s")]).await;
     app.register("late@example.com", PASSWORD).await;
     let path = app.verification_path("late@example.com", 1).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -57,9 +57,9 @@ async fn expired_verification_token_is_400_and_leaves_the_account_unverified() {
     );
 }
 
-#[tokio::test]
-async fn twenty_concurrent_verifications_of_one_token_succeed_exactly_once() {
-    let app = Arc::new(spawn_app().await);
+both!(twenty_concurrent_verifications_of_one_token_succeed_exactly_once);
+async fn twenty_concurrent_verifications_of_one_token_succeed_exactly_once(backend: Backend) {
+    let app = Arc::new(spawn_app(backend).await);
     app.register("clicks@example.com", PASSWORD).await;
     let path = Arc::new(app.verification_path("clicks@example.com", 1).await);
     let tasks: Vec<_> = (0..20)
@@ -83,9 +83,9 @@ async fn twenty_concurrent_verifications_of_one_token_succeed_exactly_once() {
     );
 }
 
-#[tokio::test]
-async fn head_reports_the_token_without_spending_it() {
-    let app = spawn_app().await;
+both!(head_reports_the_token_without_spending_it);
+async fn head_reports_the_token_without_spending_it(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.register("scanner@example.com", PASSWORD).await;
     let path = app.verification_path("scanner@example.com", 1).await;
     for _ in 0..3 {

@@ -34,6 +34,15 @@ fn unavailable(e: impl std::fmt::Display) -> RepoError {
     RepoError::Unavailable(format!("postgres: {e}"))
 }
 
+/// A driver error for the log: the server's message and SQLSTATE when there is one, but
+/// never its `detail`, which can quote row values (an email, a hash).
+fn db_error(e: tokio_postgres::Error) -> RepoError {
+    match e.as_db_error() {
+        Some(db) => unavailable(format!("{} ({})", db.message(), db.code().code())),
+        None => unavailable(e),
+    }
+}
+
 impl PgStore {
     /// Builds the pool. Connections are opened on demand, so this does not touch the server.
     pub fn new(
@@ -112,7 +121,7 @@ impl Users for PgStore {
                          SELECT $4, id, $5 FROM new_user",
                     )
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(db_error)?;
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
                     &user.id.as_uuid(),
                     &user.email.as_str(),
@@ -128,7 +137,7 @@ impl Users for PgStore {
                         email_verified: false,
                     })),
                     Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Err(CreateUserError::EmailTaken)),
-                    Err(e) => Err(unavailable(e)),
+                    Err(e) => Err(db_error(e)),
                 }
             })
             .await;
@@ -145,8 +154,8 @@ impl Users for PgStore {
                     "SELECT id, email, password_hash, email_verified FROM users WHERE lower(email) = lower($1)",
                 )
                 .await
-                .map_err(unavailable)?;
-            let row = client.query_opt(&stmt, &[&email.as_str()]).await.map_err(unavailable)?;
+                .map_err(db_error)?;
+            let row = client.query_opt(&stmt, &[&email.as_str()]).await.map_err(db_error)?;
             row.as_ref().map(user_from_row).transpose()
         })
         .await
@@ -159,11 +168,11 @@ impl Users for PgStore {
                     "SELECT id, email, password_hash, email_verified FROM users WHERE id = $1",
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let row = client
                 .query_opt(&stmt, &[&id.as_uuid()])
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             row.as_ref().map(user_from_row).transpose()
         })
         .await
@@ -176,8 +185,8 @@ impl Users for PgStore {
                     "UPDATE users SET email_verified = true, updated_at = now() WHERE id = $1 AND NOT email_verified",
                 )
                 .await
-                .map_err(unavailable)?;
-            client.execute(&stmt, &[&id.as_uuid()]).await.map_err(unavailable)?;
+                .map_err(db_error)?;
+            client.execute(&stmt, &[&id.as_uuid()]).await.map_err(db_error)?;
             Ok(())
         })
         .await
@@ -190,7 +199,7 @@ impl Users for PgStore {
         verified: bool,
     ) -> Result<bool, RepoError> {
         self.with(|mut client| async move {
-            let tx = client.transaction().await.map_err(unavailable)?;
+            let tx = client.transaction().await.map_err(db_error)?;
             let updated = tx
                 .execute(
                     "UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now()
@@ -198,14 +207,14 @@ impl Users for PgStore {
                     &[&id.as_uuid(), &hash.as_str(), &verified],
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             tx.execute(
                 "UPDATE refresh_families SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
                 &[&id.as_uuid()],
             )
             .await
-            .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
+            .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
             Ok(updated == 1)
         })
         .await
@@ -225,13 +234,13 @@ impl RefreshTokens for PgStore {
                      SELECT $3, id, $4 FROM family",
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let family = Uuid::new_v4();
             let hash: &[u8] = first.hash.as_bytes();
             client
                 .execute(&stmt, &[&family, &user.as_uuid(), &hash, &first.expires_at])
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             Ok(())
         })
         .await
@@ -264,13 +273,13 @@ impl RefreshTokens for PgStore {
                      SELECT user_id FROM claimed",
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let presented_bytes: &[u8] = presented.as_bytes();
             let successor_bytes: &[u8] = successor.hash.as_bytes();
             let row = client
                 .query_opt(&claim, &[&presented_bytes, &now, &successor_bytes, &successor.expires_at])
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             if let Some(row) = row {
                 return Ok(Rotation::Rotated { user: UserId::from_uuid(row.get(0)) });
             }
@@ -287,15 +296,15 @@ impl RefreshTokens for PgStore {
                          WHERE id = (SELECT family_id FROM token)
                            AND revoked_at IS NULL
                            AND (SELECT rotated_at FROM token) IS NOT NULL
-                           AND ($3::bigint = 0 OR (SELECT rotated_at FROM token) < $2 - $3::bigint * interval '1 millisecond')
+                           AND ($3::bigint = 0 OR (SELECT rotated_at FROM token) < $2::timestamptz - $3::bigint * interval '1 millisecond')
                          RETURNING id
                      )
                      SELECT rotated_at, expires_at, revoked_at, EXISTS (SELECT 1 FROM revoke) FROM token",
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-            let row = client.query_opt(&classify, &[&presented_bytes, &now, &grace_ms]).await.map_err(unavailable)?;
+            let row = client.query_opt(&classify, &[&presented_bytes, &now, &grace_ms]).await.map_err(db_error)?;
             let Some(row) = row else { return Ok(Rotation::Unknown) };
             let rotated_at: Option<SystemTime> = row.get(0);
             let expires_at: SystemTime = row.get(1);
@@ -327,9 +336,9 @@ impl RefreshTokens for PgStore {
                      WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1) AND revoked_at IS NULL",
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let hash: &[u8] = token.as_bytes();
-            client.execute(&stmt, &[&hash]).await.map_err(unavailable)?;
+            client.execute(&stmt, &[&hash]).await.map_err(db_error)?;
             Ok(())
         })
         .await
@@ -340,7 +349,7 @@ impl RefreshTokens for PgStore {
             let purged = client
                 .execute("DELETE FROM refresh_tokens WHERE expires_at <= $1", &[&now])
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             client
                 .execute(
                     "DELETE FROM refresh_families f
@@ -348,7 +357,7 @@ impl RefreshTokens for PgStore {
                     &[],
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             Ok(purged)
         })
         .await
@@ -362,7 +371,7 @@ impl Outbox for PgStore {
             let stmt = client
                 .prepare_cached("INSERT INTO outbox (kind, user_id, recipient) VALUES ($1, $2, $3)")
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             client
                 .execute(
                     &stmt,
@@ -373,7 +382,7 @@ impl Outbox for PgStore {
                     ],
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             Ok(())
         })
         .await
@@ -397,12 +406,12 @@ impl Outbox for PgStore {
                      RETURNING id, kind, user_id, recipient, attempts - 1",
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = client
                 .query(&stmt, &[&now, &(now + lease), &limit])
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let mut items = Vec::with_capacity(rows.len());
             for row in rows {
                 let kind = match row.get::<_, &str>(1) {
@@ -446,7 +455,7 @@ impl Outbox for PgStore {
                     &[&id, &at],
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             Ok(())
         })
         .await
@@ -465,7 +474,7 @@ impl Outbox for PgStore {
                     &[],
                 )
                 .await
-                .map_err(unavailable)?;
+                .map_err(db_error)?;
             let count: i64 = row.get(0);
             let oldest: Option<SystemTime> = row.get(1);
             let age = oldest.map_or(Duration::ZERO, |o| {
@@ -481,7 +490,7 @@ impl PgStore {
     async fn set_state(&self, id: u64, sql: &'static str) -> Result<(), RepoError> {
         let id = i64::try_from(id).unwrap_or_default();
         self.with(|client| async move {
-            client.execute(sql, &[&id]).await.map_err(unavailable)?;
+            client.execute(sql, &[&id]).await.map_err(db_error)?;
             Ok(())
         })
         .await
@@ -496,7 +505,7 @@ impl Dependency for PgStore {
 
     async fn ping(&self) -> Result<(), RepoError> {
         self.with(|client| async move {
-            client.simple_query("SELECT 1").await.map_err(unavailable)?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
             Ok(())
         })
         .await

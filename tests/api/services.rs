@@ -1,0 +1,420 @@
+//! PostgreSQL and Redis for the tests: found where they already run, or started as
+//! throwaway instances from the system's binaries (installed with apt-get when missing and
+//! running as root). When none of that works, tests fail with one sentence saying what is
+//! missing.
+//!
+//! Throwaway instances live in a temporary directory and are watched by a small shell
+//! loop that stops them and deletes the directory once the test process is gone, so they
+//! never outlive the test run, even when it panics.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where the shared test services listen.
+pub struct Services {
+    /// A superuser URL without a database name, e.g. `postgres://postgres@127.0.0.1:5432`.
+    pub postgres: String,
+    pub redis: String,
+}
+
+static SERVICES: OnceLock<Result<Services, String>> = OnceLock::new();
+/// Throwaway instances started because nothing was running; kept for the whole run.
+static FALLBACKS: Mutex<Vec<Owned>> = Mutex::new(Vec::new());
+
+/// The shared services, found or started on first use.
+pub fn services() -> &'static Services {
+    match SERVICES.get_or_init(discover) {
+        Ok(s) => s,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn discover() -> Result<Services, String> {
+    let postgres = match std::env::var("AUTHD_TEST_POSTGRES") {
+        Ok(url) => url,
+        Err(_) if postgres_answers("postgres://postgres@127.0.0.1:5432") => {
+            "postgres://postgres@127.0.0.1:5432".into()
+        }
+        Err(_) => {
+            let owned = Owned::postgres()?;
+            let url = owned.url();
+            FALLBACKS.lock().unwrap().push(owned);
+            url
+        }
+    };
+    let redis = match std::env::var("AUTHD_TEST_REDIS") {
+        Ok(url) => url,
+        Err(_) if redis_answers("redis://127.0.0.1:6379") => "redis://127.0.0.1:6379".into(),
+        Err(_) => {
+            let owned = Owned::redis()?;
+            let url = owned.url();
+            FALLBACKS.lock().unwrap().push(owned);
+            url
+        }
+    };
+    Ok(Services { postgres, redis })
+}
+
+/// Runs `f` on a private runtime, from sync code that may itself be inside a runtime.
+pub fn block_on<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .unwrap()
+}
+
+pub fn postgres_answers(base: &str) -> bool {
+    let url = format!("{base}/postgres?connect_timeout=2");
+    block_on(async move {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                client.simple_query("SELECT 1").await.is_ok()
+            }
+            Err(_) => false,
+        }
+    })
+}
+
+pub fn redis_answers(url: &str) -> bool {
+    let url = url.to_string();
+    block_on(async move {
+        let Ok(client) = redis::Client::open(url) else {
+            return false;
+        };
+        let attempt = async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), attempt).await,
+            Ok(Some(_))
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Installs Debian packages once per test run, when running as root.
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap();
+    if *done {
+        return Ok(());
+    }
+    if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
+        return Err("not root or no apt-get".into());
+    }
+    eprintln!("installing {packages:?} with apt-get for the tests (once)…");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    *done = true;
+    Ok(())
+}
+
+/// The directory holding `pg_ctl` and `initdb`, newest version first.
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("pg_ctl").exists() && p.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop().or_else(|| {
+        let out = Command::new("sh")
+            .args(["-c", "command -v pg_ctl"])
+            .output()
+            .ok()?;
+        let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+        path.parent()
+            .filter(|d| d.join("initdb").exists())
+            .map(Path::to_path_buf)
+    })
+}
+
+fn redis_server() -> Option<PathBuf> {
+    let out = Command::new("sh")
+        .args(["-c", "command -v redis-server"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Postgres,
+    Redis,
+}
+
+/// A PostgreSQL or Redis server this test run started and may stop and start again.
+pub struct Owned {
+    kind: Kind,
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    /// PostgreSQL refuses to run as root: as root, it runs as the `postgres` user.
+    as_user: Option<&'static str>,
+}
+
+impl Owned {
+    /// Starts a throwaway PostgreSQL (installing it when missing and possible).
+    pub fn postgres() -> Result<Owned, String> {
+        let bin = match postgres_bin_dir() {
+            Some(b) => b,
+            None => {
+                apt_install(&["postgresql"]).map_err(|why| format!(
+                    "The tests need PostgreSQL: none answers on 127.0.0.1:5432, no PostgreSQL binaries are installed, and installing them failed ({why}); install PostgreSQL or set AUTHD_TEST_POSTGRES to a superuser URL."
+                ))?;
+                postgres_bin_dir()
+                    .ok_or("The tests need PostgreSQL, and apt-get installed no pg_ctl.")?
+            }
+        };
+        let as_user = is_root().then_some("postgres");
+        let owned = Owned {
+            kind: Kind::Postgres,
+            port: free_port(),
+            dir: temp_dir("pg"),
+            bin,
+            as_user,
+        };
+        let data = owned.dir.join("data");
+        if let Some(user) = as_user {
+            run(Command::new("chown").arg(user).arg(&owned.dir)).map_err(|e| {
+                format!("The tests need PostgreSQL and cannot prepare its directory: {e}")
+            })?;
+        }
+        run(owned
+            .command("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data))
+        .map_err(|e| format!("The tests need PostgreSQL and initdb failed: {e}"))?;
+        owned.watch();
+        owned.start()?;
+        Ok(owned)
+    }
+
+    /// Starts a throwaway Redis (installing it when missing and possible).
+    pub fn redis() -> Result<Owned, String> {
+        let bin = match redis_server() {
+            Some(b) => b,
+            None => {
+                apt_install(&["redis-server"]).map_err(|why| format!(
+                    "The tests need Redis: none answers on 127.0.0.1:6379, redis-server is not installed, and installing it failed ({why}); install Redis or set AUTHD_TEST_REDIS to its URL."
+                ))?;
+                redis_server()
+                    .ok_or("The tests need Redis, and apt-get installed no redis-server.")?
+            }
+        };
+        let owned = Owned {
+            kind: Kind::Redis,
+            port: free_port(),
+            dir: temp_dir("redis"),
+            bin,
+            as_user: None,
+        };
+        owned.watch();
+        owned.start()?;
+        Ok(owned)
+    }
+
+    pub fn url(&self) -> String {
+        match self.kind {
+            Kind::Postgres => format!("postgres://postgres@127.0.0.1:{}", self.port),
+            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        match self.as_user {
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", user, "--regid", user, "--clear-groups", "--"])
+                    .arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// (Re)starts the server on its port and waits until it answers.
+    pub fn start(&self) -> Result<(), String> {
+        match self.kind {
+            Kind::Postgres => {
+                let options = format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+                    self.port,
+                    self.dir.display()
+                );
+                run(self
+                    .command("pg_ctl")
+                    .arg("start")
+                    .arg("-w")
+                    .arg("-D")
+                    .arg(self.dir.join("data"))
+                    .arg("-l")
+                    .arg(self.dir.join("log"))
+                    .arg("-o")
+                    .arg(options)
+                    .stdout(Stdio::null()))
+                .map_err(|e| format!("The tests need PostgreSQL and it did not start: {e}"))?;
+            }
+            Kind::Redis => {
+                run(Command::new(&self.bin)
+                    .args([
+                        "--port",
+                        &self.port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .args(["--daemonize", "yes", "--pidfile"])
+                    .arg(self.dir.join("redis.pid"))
+                    .arg("--dir")
+                    .arg(&self.dir)
+                    .arg("--logfile")
+                    .arg(self.dir.join("log")))
+                .map_err(|e| format!("The tests need Redis and it did not start: {e}"))?;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let up = match self.kind {
+                Kind::Postgres => postgres_answers(&self.url()),
+                Kind::Redis => redis_answers(&self.url()),
+            };
+            if up {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "a throwaway server in {} did not answer within 20 s",
+            self.dir.display()
+        ))
+    }
+
+    /// Stops the server abruptly, as a crash would (PostgreSQL: immediate shutdown, which
+    /// also waits for its backends to go, so a restart finds no leftover shared memory).
+    pub fn stop(&self) {
+        if self.kind == Kind::Postgres {
+            let _ = self
+                .command("pg_ctl")
+                .args(["stop", "-m", "immediate", "-w", "-D"])
+                .arg(self.dir.join("data"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let pid_file = match self.kind {
+            Kind::Postgres => self.dir.join("data/postmaster.pid"),
+            Kind::Redis => self.dir.join("redis.pid"),
+        };
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+        {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            // Wait until the port is free again so a restart can bind it.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = std::fs::remove_file(&pid_file);
+        }
+    }
+
+    /// Stops the server and removes its directory once this test process has exited.
+    fn watch(&self) {
+        let pid_file = match self.kind {
+            Kind::Postgres => self.dir.join("data/postmaster.pid"),
+            Kind::Redis => self.dir.join("redis.pid"),
+        };
+        let script = format!(
+            "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+             [ -f '{pid}' ] && kill -9 $(head -n 1 '{pid}') 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
+            parent = std::process::id(),
+            pid = pid_file.display(),
+            dir = self.dir.display(),
+        );
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "authd-test-{what}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
