@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where configuration values come from.
@@ -65,25 +66,108 @@ impl LinkTemplate {
 }
 
 /// A PostgreSQL URL. It may hold a password, so Debug never shows it.
+///
+/// `sslmode=require` and `sslmode=verify-full` both mean TLS with the server certificate
+/// and host name verified (against the Mozilla roots, or the CA file in `sslrootcert`).
+/// `disable`, `prefer` or no `sslmode` mean no TLS: authd never makes an unverified TLS
+/// connection, which would protect against nobody who can tamper with the network.
 #[derive(Clone)]
 pub struct DatabaseUrl {
     config: tokio_postgres::Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Decodes `%XX` escapes in a URL query value.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl DatabaseUrl {
-    fn parse(raw: &str) -> Result<DatabaseUrl, String> {
-        let config: tokio_postgres::Config = raw
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
+        // tokio-postgres knows neither verify-full nor sslrootcert: take them out first.
+        let (mut sslmode, mut rootcert) = (None, None);
+        let rest = match raw.split_once('?') {
+            Some((base, query))
+                if raw.starts_with("postgres://") || raw.starts_with("postgresql://") =>
+            {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| match pair.split_once('=') {
+                        Some(("sslmode", v)) => {
+                            sslmode = Some(percent_decode(v));
+                            false
+                        }
+                        Some(("sslrootcert", v)) => {
+                            rootcert = Some(PathBuf::from(percent_decode(v)));
+                            false
+                        }
+                        _ => true,
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            _ => raw.to_string(),
+        };
+        let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| format!("is not a valid PostgreSQL URL ({e})"))?;
         if config.get_hosts().is_empty() {
             return Err("must name a host, e.g. postgres://user@127.0.0.1:5432/authd".into());
         }
-        Ok(DatabaseUrl { config })
+        let verify = match sslmode.as_deref() {
+            None => config.get_ssl_mode() == tokio_postgres::config::SslMode::Require,
+            Some("disable" | "prefer") => false,
+            Some("require" | "verify-full") => true,
+            Some(other) => {
+                return Err(format!("has sslmode={other}; use disable, require or verify-full (both verify the certificate)"))
+            }
+        };
+        let tls = if verify {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let ca = rootcert
+                .as_deref()
+                .map(crate::tls::read_ca_file)
+                .transpose()
+                .map_err(|e| format!("sslrootcert: {e}"))?;
+            Some(crate::tls::client_config(ca.as_deref())?)
+        } else {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            None
+        };
+        Ok(DatabaseUrl { config, tls })
     }
 
     /// The parsed connection settings.
     pub fn pg_config(&self) -> tokio_postgres::Config {
         self.config.clone()
+    }
+
+    /// The TLS settings, when the URL asks for TLS.
+    pub fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
 }
 
@@ -93,12 +177,15 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// A Redis URL. It may hold a password, so Debug never shows it.
+/// A Redis URL (`rediss://` for TLS). It may hold a password, so Debug never shows it.
 #[derive(Clone)]
 pub struct RedisUrl(String);
 
 impl RedisUrl {
     fn parse(raw: &str) -> Result<RedisUrl, String> {
+        if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
+            return Err("must start with redis:// or rediss:// (TLS)".into());
+        }
         redis::Client::open(raw).map_err(|e| format!("is not a valid Redis URL ({e})"))?;
         Ok(RedisUrl(raw.to_string()))
     }
@@ -126,6 +213,8 @@ pub struct Config {
     pub db_timeout: Duration,
     /// Bound on one Redis command, connecting included.
     pub redis_timeout: Duration,
+    /// PEM certificates trusted for `rediss://` instead of the Mozilla roots.
+    pub redis_ca: Option<Vec<u8>>,
     pub listen: SocketAddr,
     /// External base URL without a trailing slash; `None` means "derive from the bound
     /// address", which is only known after binding (`AUTH_LISTEN` may ask for port 0).
@@ -345,6 +434,12 @@ impl Config {
         let db_pool_size = r.number("AUTH_DB_POOL_SIZE", 16usize, (1, 10_000));
         let db_timeout = r.duration("AUTH_DB_TIMEOUT", Duration::from_secs(2));
         let redis_timeout = r.duration("AUTH_REDIS_TIMEOUT", Duration::from_secs(1));
+        let redis_ca = r.parse("AUTH_REDIS_CA", None, |v| {
+            crate::tls::read_ca_file(std::path::Path::new(v))?;
+            std::fs::read(v)
+                .map(Some)
+                .map_err(|e| format!("cannot read {v}: {e}"))
+        });
         for (key, timeout) in [
             ("AUTH_DB_TIMEOUT", db_timeout),
             ("AUTH_REDIS_TIMEOUT", redis_timeout),
@@ -463,6 +558,7 @@ impl Config {
             db_pool_size,
             db_timeout,
             redis_timeout,
+            redis_ca,
             listen,
             public_url,
             mail_from,
@@ -633,9 +729,32 @@ mod tests {
             ("REDIS_URL", "http://x"),
         ])
         .unwrap_err();
-        let names: Vec<_> = err.0.iter().map(|p| p.variable).collect();
-        assert_eq!(names, ["DATABASE_URL", "REDIS_URL"]);
+        assert_eq!(err.0[0].variable, "DATABASE_URL");
         assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn database_tls_follows_sslmode_and_verifies() {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/tls/ca.pem");
+        let plain = DatabaseUrl::parse("postgres://u@h:5432/db").unwrap();
+        assert!(plain.tls().is_none());
+        assert!(DatabaseUrl::parse("postgres://u@h/db?sslmode=prefer")
+            .unwrap()
+            .tls()
+            .is_none());
+        let full = DatabaseUrl::parse(&format!(
+            "postgres://u@h/db?sslmode=verify-full&sslrootcert={ca}&application_name=authd"
+        ))
+        .unwrap();
+        assert!(full.tls().is_some());
+        assert_eq!(full.pg_config().get_application_name(), Some("authd"));
+        assert!(DatabaseUrl::parse("postgres://u@h/db?sslmode=require")
+            .unwrap()
+            .tls()
+            .is_some());
+        let missing =
+            DatabaseUrl::parse("postgres://u@h/db?sslmode=require&sslrootcert=/nonexistent.pem");
+        assert!(missing.unwrap_err().contains("sslrootcert"));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | [`repo`] | repository traits and their in-memory implementations |
 //! | [`mail`] | email text, the `Mailer` boundary, the outbox worker |
 //! | [`metrics`] | Prometheus text exposition |
+//! | [`tls`] | rustls client settings for PostgreSQL and Redis |
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod repo;
 pub mod service;
+pub mod tls;
 
 pub use app::App;
 pub use config::Config;

@@ -79,7 +79,7 @@ async fn migrate(config: &Config) -> ExitCode {
         eprintln!("authd: DATABASE_URL is not set: there is no database to migrate");
         return ExitCode::from(2);
     };
-    match authd::repo::postgres::migrate::run(&url.pg_config()).await {
+    match authd::repo::postgres::migrate::run(url).await {
         Ok(applied) => {
             tracing::info!(applied = applied.len(), "database is up to date");
             ExitCode::SUCCESS

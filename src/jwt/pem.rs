@@ -3,6 +3,21 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
+/// Every PEM block of `text` (e.g. a CA bundle), in order.
+pub fn decode_all(mut text: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut blocks = Vec::new();
+    while text.contains("-----BEGIN ") {
+        let (label, der) = decode(text)?;
+        let end_marker = format!("-----END {label}-----");
+        let end = text
+            .find(&end_marker)
+            .map_or(text.len(), |i| i + end_marker.len());
+        text = &text[end..];
+        blocks.push((label, der));
+    }
+    Ok(blocks)
+}
+
 /// The first PEM block of `text`: its label and the DER bytes it carries.
 pub fn decode(text: &str) -> Result<(String, Vec<u8>), String> {
     let start = text
@@ -36,6 +51,18 @@ mod tests {
             decode("junk\n-----BEGIN THING-----\nAQID\nBA==\n-----END THING-----\n").unwrap();
         assert_eq!(label, "THING");
         assert_eq!(der, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn reads_every_block_of_a_bundle() {
+        let text =
+            "-----BEGIN A-----\nAQ==\n-----END A-----\n-----BEGIN B-----\nAg==\n-----END B-----\n";
+        let blocks = decode_all(text).unwrap();
+        assert_eq!(
+            blocks,
+            vec![("A".to_string(), vec![1]), ("B".to_string(), vec![2])]
+        );
+        assert!(decode_all("").unwrap().is_empty());
     }
 
     #[test]

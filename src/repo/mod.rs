@@ -287,19 +287,18 @@ pub async fn open(config: &crate::config::Config) -> Result<Repos, String> {
     let (users, refresh_tokens, outbox): (Arc<dyn Users>, Arc<dyn RefreshTokens>, Arc<dyn Outbox>) =
         match &config.database_url {
             Some(url) => {
-                let pg_config = url.pg_config();
-                let applied = tokio::time::timeout(
-                    Duration::from_secs(30),
-                    postgres::migrate::run(&pg_config),
-                )
-                .await
-                .map_err(|_| "DATABASE_URL: PostgreSQL did not answer within 30s".to_string())?
-                .map_err(|e| format!("DATABASE_URL: {e}"))?;
+                let applied =
+                    tokio::time::timeout(Duration::from_secs(30), postgres::migrate::run(url))
+                        .await
+                        .map_err(|_| {
+                            "DATABASE_URL: PostgreSQL did not answer within 30s".to_string()
+                        })?
+                        .map_err(|e| format!("DATABASE_URL: {e}"))?;
                 if !applied.is_empty() {
                     tracing::info!(count = applied.len(), "database migrations applied");
                 }
                 let store = Arc::new(
-                    postgres::PgStore::new(pg_config, config.db_pool_size, config.db_timeout)
+                    postgres::PgStore::new(url, config.db_pool_size, config.db_timeout)
                         .map_err(|e| format!("DATABASE_URL: {e}"))?,
                 );
                 dependencies.push(store.clone() as Arc<dyn Dependency>);
@@ -316,6 +315,7 @@ pub async fn open(config: &crate::config::Config) -> Result<Repos, String> {
                 let store = Arc::new(
                     redis::RedisStore::new(
                         url.expose(),
+                        config.redis_ca.clone(),
                         config.redis_prefix.clone(),
                         config.redis_timeout,
                     )

@@ -48,8 +48,24 @@ pub struct RedisStore {
 impl RedisStore {
     /// Prepares a lazily connecting client: authd starts even while Redis is down, and
     /// requests that need Redis get a 503 until it answers.
-    pub fn new(url: &str, prefix: String, deadline: Duration) -> Result<RedisStore, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+    /// `ca` (PEM) replaces the Mozilla roots for `rediss://` when the server has a private CA.
+    pub fn new(
+        url: &str,
+        ca: Option<Vec<u8>>,
+        prefix: String,
+        deadline: Duration,
+    ) -> Result<RedisStore, String> {
+        let client = match ca {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| format!("invalid Redis URL: {e}"))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(deadline))
             .set_response_timeout(Some(deadline))

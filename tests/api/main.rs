@@ -18,4 +18,5 @@ mod refresh;
 mod register;
 mod resend;
 mod startup;
+mod tls;
 mod verify;

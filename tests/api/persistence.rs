@@ -148,7 +148,7 @@ async fn an_email_queued_before_a_restart_is_sent_after_it() {
 async fn replicas_starting_together_apply_each_migration_once() {
     let storage = Storage::new(Backend::Real).await;
     let url = storage.database.as_ref().unwrap().url.clone();
-    let config: tokio_postgres::Config = url.parse().unwrap();
+    let config = authd::config::DatabaseUrl::parse(&url).unwrap();
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let config = config.clone();

@@ -205,11 +205,27 @@ pub struct Owned {
     bin: PathBuf,
     /// PostgreSQL refuses to run as root: as root, it runs as the `postgres` user.
     as_user: Option<&'static str>,
+    /// Serve TLS only (Redis) or also (PostgreSQL), with `testdata/tls/server.pem`.
+    tls: bool,
 }
 
 impl Owned {
     /// Starts a throwaway PostgreSQL (installing it when missing and possible).
     pub fn postgres() -> Result<Owned, String> {
+        Owned::postgres_with(false)
+    }
+
+    /// A throwaway PostgreSQL that also accepts TLS, with the test CA's server certificate.
+    pub fn postgres_tls() -> Result<Owned, String> {
+        Owned::postgres_with(true)
+    }
+
+    /// A throwaway Redis that speaks only TLS, with the test CA's server certificate.
+    pub fn redis_tls() -> Result<Owned, String> {
+        Owned::redis_with(true)
+    }
+
+    fn postgres_with(tls: bool) -> Result<Owned, String> {
         let bin = match postgres_bin_dir() {
             Some(b) => b,
             None => {
@@ -227,8 +243,12 @@ impl Owned {
             dir: temp_dir("pg"),
             bin,
             as_user,
+            tls,
         };
         let data = owned.dir.join("data");
+        if tls {
+            owned.copy_certificates()?;
+        }
         if let Some(user) = as_user {
             run(Command::new("chown").arg(user).arg(&owned.dir)).map_err(|e| {
                 format!("The tests need PostgreSQL and cannot prepare its directory: {e}")
@@ -246,6 +266,10 @@ impl Owned {
 
     /// Starts a throwaway Redis (installing it when missing and possible).
     pub fn redis() -> Result<Owned, String> {
+        Owned::redis_with(false)
+    }
+
+    fn redis_with(tls: bool) -> Result<Owned, String> {
         let bin = match redis_server() {
             Some(b) => b,
             None => {
@@ -262,17 +286,41 @@ impl Owned {
             dir: temp_dir("redis"),
             bin,
             as_user: None,
+            tls,
         };
+        if tls {
+            owned.copy_certificates()?;
+        }
         owned.watch();
         owned.start()?;
         Ok(owned)
     }
 
     pub fn url(&self) -> String {
-        match self.kind {
-            Kind::Postgres => format!("postgres://postgres@127.0.0.1:{}", self.port),
-            Kind::Redis => format!("redis://127.0.0.1:{}", self.port),
+        match (self.kind, self.tls) {
+            (Kind::Postgres, _) => format!("postgres://postgres@127.0.0.1:{}", self.port),
+            (Kind::Redis, false) => format!("redis://127.0.0.1:{}", self.port),
+            (Kind::Redis, true) => format!("rediss://localhost:{}", self.port),
         }
+    }
+
+    /// The server certificate and key, readable only by the server's user.
+    fn copy_certificates(&self) -> Result<(), String> {
+        let tls = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/tls");
+        for file in ["server.pem", "server.key"] {
+            std::fs::copy(tls.join(file), self.dir.join(file))
+                .map_err(|e| format!("copy {file}: {e}"))?;
+        }
+        run(Command::new("chmod")
+            .arg("600")
+            .arg(self.dir.join("server.key")))?;
+        if let Some(user) = self.as_user {
+            run(Command::new("chown")
+                .arg(user)
+                .arg(self.dir.join("server.key"))
+                .arg(self.dir.join("server.pem")))?;
+        }
+        Ok(())
     }
 
     fn command(&self, program: &str) -> Command {
@@ -292,11 +340,17 @@ impl Owned {
     pub fn start(&self) -> Result<(), String> {
         match self.kind {
             Kind::Postgres => {
-                let options = format!(
+                let mut options = format!(
                     "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
                     self.port,
                     self.dir.display()
                 );
+                if self.tls {
+                    let d = self.dir.display();
+                    options.push_str(&format!(
+                        " -c ssl=on -c ssl_cert_file={d}/server.pem -c ssl_key_file={d}/server.key"
+                    ));
+                }
                 run(self
                     .command("pg_ctl")
                     .arg("start")
@@ -311,17 +365,30 @@ impl Owned {
                 .map_err(|e| format!("The tests need PostgreSQL and it did not start: {e}"))?;
             }
             Kind::Redis => {
+                let port = self.port.to_string();
+                let cert = self.dir.join("server.pem").display().to_string();
+                let key = self.dir.join("server.key").display().to_string();
+                let listen: Vec<&str> = if self.tls {
+                    let tls = [
+                        "--tls-port",
+                        &port,
+                        "--tls-cert-file",
+                        &cert,
+                        "--tls-key-file",
+                        &key,
+                    ];
+                    [
+                        ["--port", "0"].as_slice(),
+                        &tls,
+                        &["--tls-auth-clients", "no"],
+                    ]
+                    .concat()
+                } else {
+                    vec!["--port", &port]
+                };
                 run(Command::new(&self.bin)
-                    .args([
-                        "--port",
-                        &self.port.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
+                    .args(listen)
+                    .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                     .args(["--daemonize", "yes", "--pidfile"])
                     .arg(self.dir.join("redis.pid"))
                     .arg("--dir")
@@ -333,9 +400,12 @@ impl Owned {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let up = match self.kind {
-                Kind::Postgres => postgres_answers(&self.url()),
-                Kind::Redis => redis_answers(&self.url()),
+            let up = match (self.kind, self.tls) {
+                (Kind::Postgres, _) => postgres_answers(&self.url()),
+                (Kind::Redis, false) => redis_answers(&self.url()),
+                (Kind::Redis, true) => {
+                    std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                }
             };
             if up {
                 return Ok(());

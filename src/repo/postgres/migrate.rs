@@ -6,7 +6,11 @@
 
 use std::collections::HashSet;
 
-use tokio_postgres::NoTls;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::DatabaseUrl;
 
 /// Every migration, in order. Adding a file means adding a line here.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -31,11 +35,22 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const LOCK_KEY: i64 = 0x0061_7574_6864; // "authd" in ASCII
 
 /// Applies missing migrations; returns the names of those applied now.
-pub async fn run(config: &tokio_postgres::Config) -> Result<Vec<&'static str>, String> {
+pub async fn run(url: &DatabaseUrl) -> Result<Vec<&'static str>, String> {
+    match url.tls() {
+        Some(tls) => run_with(&url.pg_config(), MakeRustlsConnect::new((*tls).clone())).await,
+        None => run_with(&url.pg_config(), NoTls).await,
+    }
+}
+
+async fn run_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Vec<&'static str>, String>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
     let (mut client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| format!("cannot connect: {}", super::describe(&e)))?;
     let connection = tokio::spawn(connection);
     let result = apply(&mut client).await;
     drop(client);

@@ -14,8 +14,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
+use crate::config::DatabaseUrl;
 use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
 use crate::repo::{
     CreateUserError, Dependency, MailKind, NewRefreshToken, NewUser, Outbox, OutboxItem,
@@ -35,28 +37,34 @@ fn unavailable(e: impl std::fmt::Display) -> RepoError {
 }
 
 /// A driver error for the log: the server's message and SQLSTATE when there is one, but
-/// never its `detail`, which can quote row values (an email, a hash).
-fn db_error(e: tokio_postgres::Error) -> RepoError {
-    match e.as_db_error() {
-        Some(db) => unavailable(format!("{} ({})", db.message(), db.code().code())),
-        None => unavailable(e),
+/// never its `detail`, which can quote row values (an email, a hash); otherwise the error
+/// and its cause (e.g. why a TLS handshake failed).
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{} ({})", db.message(), db.code().code()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     }
+}
+
+fn db_error(e: tokio_postgres::Error) -> RepoError {
+    unavailable(describe(&e))
 }
 
 impl PgStore {
     /// Builds the pool. Connections are opened on demand, so this does not touch the server.
-    pub fn new(
-        config: tokio_postgres::Config,
-        size: usize,
-        deadline: Duration,
-    ) -> Result<PgStore, String> {
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+    pub fn new(url: &DatabaseUrl, size: usize, deadline: Duration) -> Result<PgStore, String> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match url.tls() {
+            Some(tls) => Manager::from_config(
+                url.pg_config(),
+                MakeRustlsConnect::new((*tls).clone()),
+                manager_config,
+            ),
+            None => Manager::from_config(url.pg_config(), NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(size)
             .wait_timeout(Some(deadline))
@@ -75,7 +83,10 @@ impl PgStore {
         Fut: Future<Output = Result<T, RepoError>> + 'a,
     {
         let work = async {
-            let client = self.pool.get().await.map_err(unavailable)?;
+            let client = self.pool.get().await.map_err(|e| match e {
+                deadpool_postgres::PoolError::Backend(e) => db_error(e),
+                other => unavailable(other),
+            })?;
             op(client).await
         };
         tokio::time::timeout(self.deadline, work)
