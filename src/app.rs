@@ -25,7 +25,7 @@ use crate::http::cors::Cors;
 use crate::http::server;
 use crate::jwt::{KeyRing, Signer, SigningKey};
 use crate::mail::worker::{Settings as MailSettings, Worker};
-use crate::mail::{LogMailer, Mailer};
+use crate::mail::{LogMailer, Mailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
 use crate::repo::{self, Dependency, Outbox, RefreshTokens};
@@ -84,9 +84,19 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl App {
-    /// Builds authd with the mailer the configuration asks for.
+    /// Builds authd with the mailer the configuration asks for: SMTP when `SMTP_URL` is
+    /// set, otherwise the log.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        App::build_with_mailer(config, Arc::new(LogMailer)).await
+        let mailer: Arc<dyn Mailer> = match &config.smtp_url {
+            Some(url) => {
+                Arc::new(SmtpMailer::new(url, config.mail_from.clone()).map_err(StartError)?)
+            }
+            None => {
+                tracing::warn!("SMTP_URL is not set: emails are written to the log, not sent");
+                Arc::new(LogMailer)
+            }
+        };
+        App::build_with_mailer(config, mailer).await
     }
 
     /// Builds authd sending email through `mailer` (tests capture emails this way).

@@ -11,6 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lettre::message::Mailbox;
+
+use crate::mail::smtp::parse_sender;
+use crate::mail::SmtpUrl;
+
 /// Where configuration values come from.
 pub trait Source {
     /// The value of `key`, or `None` when it is unset. Empty values count as unset.
@@ -219,7 +224,9 @@ pub struct Config {
     /// External base URL without a trailing slash; `None` means "derive from the bound
     /// address", which is only known after binding (`AUTH_LISTEN` may ask for port 0).
     pub public_url: Option<String>,
-    pub mail_from: String,
+    /// SMTP server; `None` writes emails to the log instead.
+    pub smtp_url: Option<SmtpUrl>,
+    pub mail_from: Mailbox,
     pub verify_url: Option<LinkTemplate>,
     pub reset_url: Option<LinkTemplate>,
     pub signing_key: Option<PathBuf>,
@@ -402,25 +409,6 @@ fn parse_origin(raw: &str) -> Result<String, String> {
     Ok(origin.to_ascii_lowercase())
 }
 
-fn parse_mailbox(raw: &str) -> Result<String, String> {
-    let address = match (raw.rfind('<'), raw.ends_with('>')) {
-        (Some(start), true) => &raw[start + 1..raw.len() - 1],
-        (None, false) => raw,
-        _ => {
-            return Err(format!(
-                "must be an address or `Name <address>`, got {raw:?}"
-            ))
-        }
-    };
-    let mut parts = address.split('@');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty() => Ok(raw.to_string()),
-        _ => Err(format!(
-            "must be an address or `Name <address>`, got {raw:?}"
-        )),
-    }
-}
-
 impl Config {
     /// Reads and validates every variable. Returns every problem at once.
     pub fn load(source: &dyn Source) -> Result<Config, ConfigError> {
@@ -448,11 +436,7 @@ impl Config {
                 r.fail(key, "must be longer than 0s");
             }
         }
-        // SMTP delivery arrives with its own issue; until then a set URL must not be
-        // silently ignored, or an operator would believe emails are sent.
-        if r.string("SMTP_URL").is_some() {
-            r.fail("SMTP_URL", "is set, but SMTP delivery is not supported by this build yet; unset it to log emails instead");
-        }
+        let smtp_url = r.parse("SMTP_URL", None, |v| SmtpUrl::parse(v).map(Some));
 
         let listen = r.parse(
             "AUTH_LISTEN",
@@ -460,11 +444,9 @@ impl Config {
             parse_listen,
         );
         let public_url = r.parse("AUTH_PUBLIC_URL", None, |v| parse_base_url(v).map(Some));
-        let mail_from = r.parse(
-            "AUTH_MAIL_FROM",
-            "authd <no-reply@localhost>".to_string(),
-            parse_mailbox,
-        );
+        let default_sender = parse_sender("authd <no-reply@localhost>")
+            .expect("the default sender is a valid mailbox");
+        let mail_from = r.parse("AUTH_MAIL_FROM", default_sender, parse_sender);
         let verify_url = r.parse("AUTH_VERIFY_URL", None, |v| {
             LinkTemplate::parse(v).map(Some)
         });
@@ -561,6 +543,7 @@ impl Config {
             redis_ca,
             listen,
             public_url,
+            smtp_url,
             mail_from,
             verify_url,
             reset_url,
@@ -652,7 +635,8 @@ mod tests {
             (10, Duration::from_secs(900))
         );
         assert_eq!(c.redis_prefix, "authd:");
-        assert_eq!(c.mail_from, "authd <no-reply@localhost>");
+        assert_eq!(c.mail_from.to_string(), "authd <no-reply@localhost>");
+        assert!(c.smtp_url.is_none());
         assert!(c.cors_origins.is_empty());
         assert_eq!(c.log_format, LogFormat::Text);
     }
@@ -707,9 +691,16 @@ mod tests {
     }
 
     #[test]
-    fn smtp_url_is_refused_until_supported() {
-        let err = load(&[("SMTP_URL", "smtp://127.0.0.1:2525")]).unwrap_err();
-        assert_eq!(err.0[0].variable, "SMTP_URL");
+    fn smtp_url_and_sender_are_validated() {
+        let c = load(&[
+            ("SMTP_URL", "smtp://127.0.0.1:2525"),
+            ("AUTH_MAIL_FROM", "no-reply@example.com"),
+        ])
+        .unwrap();
+        assert!(c.smtp_url.is_some());
+        let err = load(&[("SMTP_URL", "ftp://x"), ("AUTH_MAIL_FROM", "nobody")]).unwrap_err();
+        let names: Vec<_> = err.0.iter().map(|p| p.variable).collect();
+        assert_eq!(names, ["SMTP_URL", "AUTH_MAIL_FROM"]);
     }
 
     #[test]

@@ -6,11 +6,13 @@
 
 pub mod compose;
 mod log;
+pub mod smtp;
 pub mod worker;
 
 use async_trait::async_trait;
 
 pub use self::log::LogMailer;
+pub use self::smtp::{SmtpMailer, SmtpUrl};
 use crate::domain::Email;
 
 /// A composed email with both parts.

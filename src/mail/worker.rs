@@ -73,6 +73,11 @@ impl Worker {
                 Ok(items) => {
                     let full = items.len() == BATCH;
                     for item in items {
+                        // On shutdown, leave the rest: their claim lapses and they are sent
+                        // by whichever process claims them next (at-least-once).
+                        if *stop.borrow() {
+                            return;
+                        }
                         self.deliver(item).await;
                     }
                     full

@@ -312,9 +312,14 @@ pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> 
     }
     let config = Config::load(&env).expect("test configuration is valid");
     let mailer = Arc::new(CapturingMailer::default());
-    let app = App::build_with_mailer(config, mailer.clone())
-        .await
-        .expect("app builds");
+    // With SMTP_URL the app sends real email (see email.rs); otherwise tests read the
+    // captured messages.
+    let app = if env.contains_key("SMTP_URL") {
+        App::build(config).await
+    } else {
+        App::build_with_mailer(config, mailer.clone()).await
+    }
+    .expect("app builds");
     let addr = app.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run(async {

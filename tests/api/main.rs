@@ -7,6 +7,7 @@ mod helpers;
 mod services;
 
 mod contract;
+mod email;
 mod faults;
 mod health;
 mod http_rules;

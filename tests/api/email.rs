@@ -1,0 +1,180 @@
+//! Email over SMTP through the durable outbox, against a real SMTP server (aiosmtpd).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::StatusCode;
+
+use crate::helpers::{path_of_link, spawn_app_on, Backend, Storage, PASSWORD};
+use crate::services::{unused_port, SmtpSink};
+
+const SENDER: &str = "authd test <no-reply@example.com>";
+
+async fn outbox_rows(storage: &Storage) -> Vec<(String, String, i32)> {
+    let client = storage.database.as_ref().unwrap().client().await;
+    client
+        .query(
+            "SELECT recipient, state, attempts FROM outbox ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_email_arrives_with_both_parts_and_its_link_verifies() {
+    let sink = tokio::task::spawn_blocking(|| SmtpSink::start(false))
+        .await
+        .unwrap();
+    let storage = Storage::new(Backend::Real).await;
+    let app = spawn_app_on(
+        storage.clone(),
+        &[
+            ("SMTP_URL", &sink.url()),
+            ("AUTH_MAIL_FROM", SENDER),
+            ("AUTH_VERIFY_TTL", "4h"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        app.register("Mail@Example.com", PASSWORD).await.status,
+        StatusCode::CREATED
+    );
+
+    let messages = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert_eq!(m["to"], serde_json::json!(["mail@example.com"]));
+    assert_eq!(m["from"], SENDER);
+    assert_eq!(m["subject"], "Verify your email address");
+    assert_eq!(m["content_type"], "multipart/alternative");
+    let text = m["text"].as_str().expect("a text/plain part");
+    let html = m["html"].as_str().expect("a text/html part");
+    assert!(text.contains("expires in 4 hours"), "{text}");
+    let path = path_of_link(text);
+    assert!(html.contains(&path.replace('&', "&amp;")), "{html}");
+
+    assert_eq!(app.get(&path).await.status, StatusCode::OK);
+    assert_eq!(
+        app.login("mail@example.com", PASSWORD).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        outbox_rows(&storage).await,
+        [("mail@example.com".to_string(), "sent".to_string(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn an_email_queued_while_smtp_is_down_arrives_when_it_is_back() {
+    let port = unused_port();
+    let sink = tokio::task::spawn_blocking(move || SmtpSink::on(port, false))
+        .await
+        .unwrap();
+    let storage = Storage::new(Backend::Real).await;
+    let app = spawn_app_on(storage.clone(), &[("SMTP_URL", &sink.url())]).await;
+    assert_eq!(
+        app.register("patient@example.com", PASSWORD).await.status,
+        StatusCode::CREATED
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sink.messages().is_empty());
+    let pending = outbox_rows(&storage).await;
+    assert_eq!(pending[0].1, "pending");
+    assert!(
+        pending[0].2 >= 1,
+        "at least one attempt failed while SMTP was down"
+    );
+
+    let sink = Arc::new(sink);
+    let s = sink.clone();
+    tokio::task::spawn_blocking(move || s.resume())
+        .await
+        .unwrap();
+    let messages = sink.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(messages.len(), 1, "the email never arrived");
+    assert_eq!(
+        messages[0]["to"],
+        serde_json::json!(["patient@example.com"])
+    );
+    assert_eq!(
+        app.get(&path_of_link(messages[0]["text"].as_str().unwrap()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_marks_the_email_failed_without_retrying() {
+    let sink = tokio::task::spawn_blocking(|| SmtpSink::start(true))
+        .await
+        .unwrap();
+    let storage = Storage::new(Backend::Real).await;
+    let app = spawn_app_on(storage.clone(), &[("SMTP_URL", &sink.url())]).await;
+    assert_eq!(
+        app.register("nobody-home@example.com", PASSWORD)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    let mut waited = Duration::ZERO;
+    while outbox_rows(&storage).await[0].1 != "failed" && waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    assert_eq!(
+        outbox_rows(&storage).await,
+        [(
+            "nobody-home@example.com".to_string(),
+            "failed".to_string(),
+            1
+        )]
+    );
+    // No retry storm: the server saw exactly one attempt, also a while later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.attempts(), 1);
+    assert!(sink.messages().is_empty());
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    let metrics = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("authd_emails_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_send_each_email_once() {
+    let sink = tokio::task::spawn_blocking(|| SmtpSink::start(false))
+        .await
+        .unwrap();
+    let storage = Storage::new(Backend::Real).await;
+    let url = sink.url();
+    let first = spawn_app_on(storage.clone(), &[("SMTP_URL", &url)]).await;
+    let second = spawn_app_on(storage.clone(), &[("SMTP_URL", &url)]).await;
+    for i in 0..12 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        assert_eq!(
+            app.register(&format!("once{i}@example.com"), PASSWORD)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    sink.wait_for(12, Duration::from_secs(15)).await;
+    // Give a duplicate the time to show up, if there were one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut recipients: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| m["to"][0].as_str().unwrap().to_string())
+        .collect();
+    recipients.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("once{i}@example.com")).collect();
+    expected.sort();
+    assert_eq!(recipients, expected);
+}
