@@ -35,8 +35,12 @@ use crate::service::{Accounts, Sessions};
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often expired refresh tokens are purged.
+/// How often expired refresh tokens and old outbox rows are purged.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+/// How long sent emails stay in the outbox (to answer "did it go out?").
+const KEEP_SENT_EMAILS: Duration = Duration::from_secs(7 * 86_400);
+/// How long failed emails stay in the outbox, for investigation.
+const KEEP_FAILED_EMAILS: Duration = Duration::from_secs(30 * 86_400);
 
 /// Why authd could not start. One line, naming the variable or resource at fault.
 #[derive(Debug)]
@@ -280,7 +284,11 @@ impl App {
         tracing::info!(address = %local_addr, "authd listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker_task = tokio::spawn(worker.run(mail_wake, stop_rx.clone()));
-        tokio::spawn(housekeeping(refresh_tokens, stop_rx));
+        tokio::spawn(housekeeping(
+            refresh_tokens,
+            Arc::clone(&state.outbox),
+            stop_rx,
+        ));
 
         let connections = Arc::new(Semaphore::new(max_connections));
         let graceful = GracefulShutdown::new();
@@ -353,12 +361,25 @@ fn default_public_url(addr: SocketAddr) -> String {
 }
 
 /// Purges expired refresh tokens now and then, until `stop`.
-async fn housekeeping(refresh_tokens: Arc<dyn RefreshTokens>, mut stop: watch::Receiver<bool>) {
+async fn housekeeping(
+    refresh_tokens: Arc<dyn RefreshTokens>,
+    outbox: Arc<dyn Outbox>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
-        match refresh_tokens.purge_expired(SystemTime::now()).await {
+        let now = SystemTime::now();
+        match refresh_tokens.purge_expired(now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "expired refresh tokens purged"),
             Err(e) => tracing::warn!(error = %e, "refresh token purge failed"),
+        }
+        match outbox
+            .purge(now - KEEP_SENT_EMAILS, now - KEEP_FAILED_EMAILS)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "old outbox rows purged"),
+            Err(e) => tracing::warn!(error = %e, "outbox purge failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}

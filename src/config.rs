@@ -191,6 +191,12 @@ impl RedisUrl {
         if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
             return Err("must start with redis:// or rediss:// (TLS)".into());
         }
+        // The redis crate skips certificate checks for `#insecure`; authd never does.
+        if raw.contains('#') {
+            return Err(
+                "must not have a #fragment (authd always verifies TLS certificates)".into(),
+            );
+        }
         redis::Client::open(raw).map_err(|e| format!("is not a valid Redis URL ({e})"))?;
         Ok(RedisUrl(raw.to_string()))
     }

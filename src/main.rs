@@ -79,7 +79,11 @@ async fn migrate(config: &Config) -> ExitCode {
         eprintln!("authd: DATABASE_URL is not set: there is no database to migrate");
         return ExitCode::from(2);
     };
-    match authd::repo::postgres::migrate::run(url).await {
+    let run = authd::repo::postgres::migrate::run(url);
+    match tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .unwrap_or_else(|_| Err("PostgreSQL did not answer within 30s".into()))
+    {
         Ok(applied) => {
             tracing::info!(applied = applied.len(), "database is up to date");
             ExitCode::SUCCESS

@@ -93,7 +93,12 @@ impl Worker {
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(self.settings.poll) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // The sender is gone: whoever ran us has stopped.
+                    if changed.is_err() {
+                        return;
+                    }
+                }
             }
         }
     }

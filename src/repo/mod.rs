@@ -156,8 +156,8 @@ pub trait OneTimeTokens: Send + Sync {
         ttl: Duration,
     ) -> Result<(), RepoError>;
 
-    /// Whether a live entry exists, without consuming it (for `HEAD`, which must be safe).
-    async fn exists(&self, purpose: Purpose, hash: &TokenHash) -> Result<bool, RepoError>;
+    /// The user of a live entry, without consuming it.
+    async fn peek(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError>;
 
     /// Returns the user and deletes the entry in one atomic step, so a token works once even
     /// under concurrent use. `None` for unknown, expired or already used tokens.
@@ -257,6 +257,14 @@ pub trait Outbox: Send + Sync {
 
     /// Emails not yet sent nor failed, and the age of the oldest.
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError>;
+
+    /// Deletes sent emails older than `sent_before` and failed ones older than
+    /// `failed_before` (kept longer, for investigation). Returns how many.
+    async fn purge(
+        &self,
+        sent_before: SystemTime,
+        failed_before: SystemTime,
+    ) -> Result<u64, RepoError>;
 }
 
 /// Something `/readyz` checks.

@@ -29,6 +29,13 @@ end
 return {n, ttl}
 ";
 
+/// GET and DEL as one atomic step.
+const TAKE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('DEL', KEYS[1]) end
+return v
+";
+
 /// Reads a counter and its remaining window in one step.
 const PEEK: &str = r"
 local n = redis.call('GET', KEYS[1])
@@ -43,6 +50,7 @@ pub struct RedisStore {
     deadline: Duration,
     hit: Script,
     peek: Script,
+    take: Script,
 }
 
 impl RedisStore {
@@ -79,6 +87,7 @@ impl RedisStore {
             deadline,
             hit: Script::new(HIT),
             peek: Script::new(PEEK),
+            take: Script::new(TAKE),
         })
     }
 
@@ -138,19 +147,21 @@ impl OneTimeTokens for RedisStore {
         self.run::<()>(&cmd).await
     }
 
-    async fn exists(&self, purpose: Purpose, hash: &TokenHash) -> Result<bool, RepoError> {
-        let mut cmd = redis::cmd("EXISTS");
+    async fn peek(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
+        let mut cmd = redis::cmd("GET");
         cmd.arg(self.token_key(purpose, hash));
-        let n: u64 = self.run(&cmd).await?;
-        Ok(n > 0)
+        let value: Option<String> = self.run(&cmd).await?;
+        Ok(value
+            .and_then(|v| uuid::Uuid::parse_str(&v).ok())
+            .map(UserId::from_uuid))
     }
 
     async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
-        // GETDEL: read and delete in one command, so a token works once even when clicked
-        // many times at the same moment.
-        let mut cmd = redis::cmd("GETDEL");
-        cmd.arg(self.token_key(purpose, hash));
-        let value: Option<String> = self.run(&cmd).await?;
+        // Read and delete in one atomic script (GETDEL, but also on Redis before 6.2), so a
+        // token works once even when clicked many times at the same moment.
+        let value: Option<String> = self
+            .script(&self.take, &self.token_key(purpose, hash), &[])
+            .await?;
         Ok(value
             .and_then(|v| uuid::Uuid::parse_str(&v).ok())
             .map(UserId::from_uuid))

@@ -88,12 +88,24 @@ impl Accounts {
 
     /// Consumes a verification token and marks its user's email verified.
     pub async fn verify_email(&self, token: VerificationToken) -> Result<(), AccountError> {
+        // Verify first, spend the token last: if PostgreSQL fails in between, the link still
+        // works on the next click. Marking verified twice is harmless, and of concurrent
+        // clicks exactly one spends the token and gets 200.
+        let hash = token.hash();
         let user = self
             .tokens
-            .take(Purpose::VerifyEmail, &token.hash())
+            .peek(Purpose::VerifyEmail, &hash)
             .await?
             .ok_or(AccountError::InvalidToken)?;
         self.users.mark_verified(user).await?;
+        if self
+            .tokens
+            .take(Purpose::VerifyEmail, &hash)
+            .await?
+            .is_none()
+        {
+            return Err(AccountError::InvalidToken);
+        }
         tracing::info!(user_id = %user, "email verified");
         Ok(())
     }
@@ -105,8 +117,9 @@ impl Accounts {
     ) -> Result<bool, AccountError> {
         Ok(self
             .tokens
-            .exists(Purpose::VerifyEmail, &token.hash())
-            .await?)
+            .peek(Purpose::VerifyEmail, &token.hash())
+            .await?
+            .is_some())
     }
 
     /// Queues a new verification email, within the per-address limit. An already verified

@@ -367,18 +367,24 @@ async fn one_time_tokens_work_once_per_purpose_and_expire(backend: Backend) {
     .await
     .unwrap();
     // A verification token is not a reset token.
-    assert!(!ot.exists(Purpose::ResetPassword, &hash(1)).await.unwrap());
+    assert_eq!(
+        ot.peek(Purpose::ResetPassword, &hash(1)).await.unwrap(),
+        None
+    );
     assert_eq!(
         ot.take(Purpose::ResetPassword, &hash(1)).await.unwrap(),
         None
     );
-    assert!(ot.exists(Purpose::VerifyEmail, &hash(1)).await.unwrap());
+    assert_eq!(
+        ot.peek(Purpose::VerifyEmail, &hash(1)).await.unwrap(),
+        Some(user)
+    );
     assert_eq!(
         ot.take(Purpose::VerifyEmail, &hash(1)).await.unwrap(),
         Some(user)
     );
     assert_eq!(ot.take(Purpose::VerifyEmail, &hash(1)).await.unwrap(), None);
-    assert!(!ot.exists(Purpose::VerifyEmail, &hash(1)).await.unwrap());
+    assert_eq!(ot.peek(Purpose::VerifyEmail, &hash(1)).await.unwrap(), None);
 
     ot.put(
         Purpose::ResetPassword,
@@ -501,6 +507,36 @@ async fn outbox_claims_are_leases(backend: Backend) {
         .await
         .unwrap()
         .is_empty());
+}
+
+both!(old_sent_and_failed_emails_are_purged);
+async fn old_sent_and_failed_emails_are_purged(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let user = new_user(&repos, "old@example.com").await;
+    let ob = &repos.outbox;
+    ob.enqueue(verification_for(user, "old@example.com"))
+        .await
+        .unwrap();
+    ob.enqueue(verification_for(user, "old@example.com"))
+        .await
+        .unwrap();
+    let items = ob
+        .claim(10, Duration::from_secs(60), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 3);
+    ob.mark_sent(items[0].id).await.unwrap();
+    ob.mark_failed(items[1].id).await.unwrap();
+    let now = SystemTime::now();
+    // Nothing is old enough yet.
+    assert_eq!(ob.purge(now - DAY, now - DAY).await.unwrap(), 0);
+    let later = now + Duration::from_secs(5);
+    ob.purge(later, later).await.unwrap();
+    // The pending one stays, the others are gone for good.
+    assert_eq!(ob.backlog(now).await.unwrap().0, 1);
+    ob.retry_at(items[2].id, now).await.unwrap();
+    let left = ob.claim(10, Duration::from_secs(60), later).await.unwrap();
+    assert_eq!(left.iter().map(|i| i.id).collect::<Vec<_>>(), [items[2].id]);
 }
 
 both!(outbox_retry_waits_until_due);

@@ -68,8 +68,12 @@ async fn postgres_down_gives_quick_503s_and_recovery() {
     let storage = Storage::on(&pg.url(), &redis.url()).await;
     let app = spawn_app_on(storage.clone(), &[]).await;
     app.verified_user("before@example.com").await;
+    app.register("pending@example.com", PASSWORD).await;
+    let link = app.verification_path("pending@example.com", 1).await;
 
     in_background(&pg, Owned::stop).await;
+    // A click while PostgreSQL is down fails with 503 but must not spend the link.
+    assert_eq!(app.get(&link).await.status, StatusCode::SERVICE_UNAVAILABLE);
     for what in ["register", "login"] {
         let started = Instant::now();
         let res = match what {
@@ -97,6 +101,11 @@ async fn postgres_down_gives_quick_503s_and_recovery() {
     assert_eq!(
         app.login("before@example.com", PASSWORD).await.status,
         StatusCode::OK
+    );
+    assert_eq!(
+        app.get(&link).await.status,
+        StatusCode::OK,
+        "the link survived the outage"
     );
     drop(app);
     drop(storage);

@@ -250,10 +250,19 @@ impl Drop for TestRedis {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub mailer: Arc<CapturingMailer>,
-    /// Keeps the test's database and Redis keys alive while the app runs.
-    _storage: Arc<Storage>,
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the test's database and Redis keys alive while the app runs; last, so it is
+    /// dropped after the app has been told to stop.
+    _storage: Arc<Storage>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 pub struct TestResponse {
@@ -292,6 +301,8 @@ pub fn base_config() -> HashMap<String, String> {
     env.insert("AUTH_LISTEN".into(), "127.0.0.1:0".into());
     env.insert("AUTH_SIGNING_KEY".into(), testdata("signing-key.pem"));
     env.insert("AUTH_BCRYPT_COST".into(), "4".into());
+    // Many apps run at once against one PostgreSQL (max_connections is often 100).
+    env.insert("AUTH_DB_POOL_SIZE".into(), "4".into());
     env
 }
 

@@ -138,21 +138,21 @@ fn is_root() -> bool {
 
 /// Installs Debian packages once per test run, when running as root.
 fn apt_install(packages: &[&str]) -> Result<(), String> {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap();
-    if *done {
-        return Ok(());
-    }
+    /// `apt-get update` runs once; each package list installs once.
+    static UPDATED: Mutex<bool> = Mutex::new(false);
+    let mut updated = UPDATED.lock().unwrap();
     if !is_root() || Command::new("apt-get").arg("--version").output().is_err() {
         return Err("not root or no apt-get".into());
     }
-    eprintln!("installing {packages:?} with apt-get for the tests (once)…");
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    eprintln!("installing {packages:?} with apt-get for the tests…");
+    if !*updated {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        *updated = true;
+    }
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    *done = true;
     Ok(())
 }
 
@@ -438,7 +438,10 @@ impl Owned {
             .ok()
             .and_then(|t| t.lines().next().map(str::to_string))
         {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            // The shell's own kill: /usr/bin/kill (procps) may not be installed.
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -9 {}", pid.trim())])
+                .status();
             // Wait until the port is free again so a restart can bind it.
             let deadline = Instant::now() + Duration::from_secs(10);
             while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
@@ -456,8 +459,22 @@ impl Owned {
             Kind::Postgres => self.dir.join("data/postmaster.pid"),
             Kind::Redis => self.dir.join("redis.pid"),
         };
+        // PostgreSQL gets an immediate shutdown first, which also frees its shared memory.
+        let pg_stop = match (self.kind, self.as_user) {
+            (Kind::Postgres, Some(user)) => format!(
+                "setpriv --reuid {user} --regid {user} --clear-groups -- '{}' stop -m immediate -D '{}/data' >/dev/null 2>&1;",
+                self.bin.join("pg_ctl").display(),
+                self.dir.display()
+            ),
+            (Kind::Postgres, None) => format!(
+                "'{}' stop -m immediate -D '{}/data' >/dev/null 2>&1;",
+                self.bin.join("pg_ctl").display(),
+                self.dir.display()
+            ),
+            (Kind::Redis, _) => String::new(),
+        };
         let script = format!(
-            "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+            "while kill -0 {parent} 2>/dev/null; do sleep 1; done; {pg_stop} \
              [ -f '{pid}' ] && kill -9 $(head -n 1 '{pid}') 2>/dev/null; sleep 0.5; rm -rf '{dir}'",
             parent = std::process::id(),
             pid = pid_file.display(),

@@ -294,6 +294,20 @@ impl Outbox for MemoryDb {
         Ok(())
     }
 
+    async fn purge(
+        &self,
+        _sent_before: SystemTime,
+        failed_before: SystemTime,
+    ) -> Result<u64, RepoError> {
+        // Sent rows are dropped as soon as they are sent; failed ones age out here.
+        let mut state = self.lock()?;
+        let before = state.outbox.len();
+        state.outbox.retain(|_, r| {
+            !(matches!(r.state, OutboxState::Failed) && r.created_at < failed_before)
+        });
+        Ok((before - state.outbox.len()) as u64)
+    }
+
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
         let state = self.lock()?;
         let pending = state

@@ -176,9 +176,15 @@ impl OneTimeTokens for MemoryKv {
         Ok(())
     }
 
-    async fn exists(&self, purpose: Purpose, hash: &TokenHash) -> Result<bool, RepoError> {
+    async fn peek(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
         let key = Self::token_key(purpose, hash);
-        Ok(self.lock()?.live(&key, Instant::now()).is_some())
+        Ok(match self.lock()?.live(&key, Instant::now()) {
+            Some(Entry {
+                value: Value::User(user),
+                ..
+            }) => Some(*user),
+            _ => None,
+        })
     }
 
     async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {

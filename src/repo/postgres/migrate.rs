@@ -55,7 +55,7 @@ where
     let result = apply(&mut client).await;
     drop(client);
     let _ = connection.await;
-    result.map_err(|e| format!("migration failed: {e}"))
+    result.map_err(|e| format!("migration failed: {}", super::describe(&e)))
 }
 
 async fn apply(

@@ -57,13 +57,23 @@ impl PgStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
+        // The server gives up on a statement, or a lock wait, when authd would: a request
+        // that timed out here must not leave its query running and its locks held there.
+        let mut config = url.pg_config();
+        let ms = deadline.as_millis();
+        let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
+        let options = match config.get_options() {
+            Some(existing) => format!("{existing} {limits}"),
+            None => limits,
+        };
+        config.options(&options);
         let manager = match url.tls() {
             Some(tls) => Manager::from_config(
-                url.pg_config(),
+                config,
                 MakeRustlsConnect::new((*tls).clone()),
                 manager_config,
             ),
-            None => Manager::from_config(url.pg_config(), NoTls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(size)
@@ -128,17 +138,20 @@ impl Users for PgStore {
                         "WITH new_user AS (
                              INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id
                          )
-                         INSERT INTO outbox (kind, user_id, recipient)
-                         SELECT $4, id, $5 FROM new_user",
+                         INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
+                         SELECT $4, id, $5, $6, $6 FROM new_user",
                     )
                     .await
                     .map_err(db_error)?;
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+                // Outbox times come from authd's clock, as `claim` compares them with it.
+                let now = SystemTime::now();
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
                     &user.id.as_uuid(),
                     &user.email.as_str(),
                     &user.password_hash.as_str(),
                     &kind_text(first_email.kind),
                     &first_email.to.as_str(),
+                    &now,
                 ];
                 match client.execute(&stmt, &params).await {
                     Ok(_) => Ok(Ok(User {
@@ -380,7 +393,9 @@ impl Outbox for PgStore {
     async fn enqueue(&self, email: OutgoingEmail) -> Result<(), RepoError> {
         self.with(|client| async move {
             let stmt = client
-                .prepare_cached("INSERT INTO outbox (kind, user_id, recipient) VALUES ($1, $2, $3)")
+                .prepare_cached(
+                    "INSERT INTO outbox (kind, user_id, recipient, created_at, due_at) VALUES ($1, $2, $3, $4, $4)",
+                )
                 .await
                 .map_err(db_error)?;
             client
@@ -390,6 +405,7 @@ impl Outbox for PgStore {
                         &kind_text(email.kind),
                         &email.user.as_uuid(),
                         &email.to.as_str(),
+                        &SystemTime::now(),
                     ],
                 )
                 .await
@@ -475,6 +491,23 @@ impl Outbox for PgStore {
     async fn mark_failed(&self, id: u64) -> Result<(), RepoError> {
         self.set_state(id, "UPDATE outbox SET state = 'failed' WHERE id = $1")
             .await
+    }
+
+    async fn purge(
+        &self,
+        sent_before: SystemTime,
+        failed_before: SystemTime,
+    ) -> Result<u64, RepoError> {
+        self.with(|client| async move {
+            client
+                .execute(
+                    "DELETE FROM outbox WHERE (state = 'sent' AND sent_at < $1) OR (state = 'failed' AND created_at < $2)",
+                    &[&sent_before, &failed_before],
+                )
+                .await
+                .map_err(db_error)
+        })
+        .await
     }
 
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
