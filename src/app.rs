@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::config::{Config, LinkTemplate};
-use crate::cpu_pool::CpuPool;
+use crate::cpu_pool::{CpuPool, Priority};
 use crate::handlers::keys::JwksDocument;
 use crate::http::cors::Cors;
 use crate::http::server;
@@ -148,10 +148,11 @@ impl App {
         }
         let repos = repo::open(&config).await.map_err(StartError)?;
         let metrics = Arc::new(Metrics::default());
-        let bcrypt_pool = Arc::new(CpuPool::new(
+        let bcrypt_pool = Arc::new(CpuPool::with_priority(
             "bcrypt",
             config.bcrypt_workers,
             config.bcrypt_queue,
+            Priority::Low,
         ));
         let cost = config.bcrypt_cost;
         let pool = Arc::clone(&bcrypt_pool);

@@ -13,6 +13,16 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// How the pool's threads compete for the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Normal,
+    /// Linux's `SCHED_IDLE`: the threads run only when nothing else wants the CPU. For
+    /// bcrypt, so a login flood cannot slow down refreshes, the JWKS, or the database and
+    /// Redis servers on the same machine.
+    Low,
+}
+
 /// The pool's queue is full; try again later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overloaded;
@@ -34,6 +44,11 @@ pub struct CpuPool {
 impl CpuPool {
     /// Starts `threads` workers named `name`, with room for `queue` waiting jobs.
     pub fn new(name: &str, threads: usize, queue: usize) -> CpuPool {
+        CpuPool::with_priority(name, threads, queue, Priority::Normal)
+    }
+
+    /// Like [`CpuPool::new`], with the threads' scheduling priority set.
+    pub fn with_priority(name: &str, threads: usize, queue: usize, priority: Priority) -> CpuPool {
         let (sender, receiver) = mpsc::sync_channel::<Job>(queue);
         // A std Mutex: only worker threads lock it, and only to take the next job.
         let receiver = Arc::new(Mutex::new(receiver));
@@ -43,15 +58,20 @@ impl CpuPool {
             let queued = Arc::clone(&queued);
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || loop {
-                    let job = match receiver.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    // The pool was dropped: every sender is gone, so the thread ends.
-                    let Ok(job) = job else { return };
-                    queued.fetch_sub(1, Ordering::Relaxed);
-                    job();
+                .spawn(move || {
+                    if priority == Priority::Low {
+                        lower_priority();
+                    }
+                    loop {
+                        let job = match receiver.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        // The pool was dropped: every sender is gone, so the thread ends.
+                        let Ok(job) = job else { return };
+                        queued.fetch_sub(1, Ordering::Relaxed);
+                        job();
+                    }
                 })
                 .expect("spawning a pool thread at start-up");
         }
@@ -91,6 +111,21 @@ impl CpuPool {
     }
 }
 
+/// Gives the calling thread the lowest normal scheduling priority. Failing to is not
+/// fatal: the pool still works, only without the isolation.
+fn lower_priority() {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    use thread_priority::ThreadPriority;
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
+    {
+        tracing::warn!(error = ?e, "cannot lower the priority of a CPU pool thread");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +159,25 @@ mod tests {
         gate.wait();
         assert!(busy.await.unwrap().is_ok());
         assert_eq!(waiting.await.unwrap(), Ok(1));
+    }
+
+    /// The scheduling policy of the calling thread (field 41 of /proc/thread-self/stat).
+    fn policy_of_this_thread() -> u32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(38).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn low_priority_pools_run_at_idle_scheduling_priority() {
+        const SCHED_OTHER: u32 = 0;
+        const SCHED_IDLE: u32 = 5;
+        let low = CpuPool::with_priority("t", 1, 4, Priority::Low);
+        assert_eq!(low.run(policy_of_this_thread).await, Ok(SCHED_IDLE));
+        let normal = CpuPool::new("t", 1, 4);
+        assert_eq!(normal.run(policy_of_this_thread).await, Ok(SCHED_OTHER));
     }
 
     #[tokio::test]
