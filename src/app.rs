@@ -31,10 +31,6 @@ use crate::passwords::Hasher;
 use crate::repo::{self, Dependency, Outbox, RefreshTokens};
 use crate::service::{Accounts, Sessions};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long in-flight requests get to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often expired refresh tokens and old outbox rows are purged.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 /// How long sent emails stay in the outbox (to answer "did it go out?").
@@ -64,6 +60,15 @@ pub struct State {
     pub hasher: Arc<Hasher>,
     pub outbox: Arc<dyn Outbox>,
     pub dependencies: Vec<Arc<dyn Dependency>>,
+    /// Longest a request may take, body reading included; a stalled client is cut off.
+    pub request_timeout: Duration,
+}
+
+/// Bounds on connections, from the configuration.
+struct ConnectionLimits {
+    max_connections: usize,
+    header_read_timeout: Duration,
+    shutdown_grace: Duration,
 }
 
 /// A built, bound, not yet serving authd.
@@ -75,7 +80,7 @@ pub struct App {
     worker: Worker,
     mail_wake: Arc<Notify>,
     refresh_tokens: Arc<dyn RefreshTokens>,
-    max_connections: usize,
+    limits: ConnectionLimits,
 }
 
 /// Runs CPU-heavy start-up work (key generation, the dummy bcrypt hash) off the runtime.
@@ -146,8 +151,10 @@ impl App {
             (Some(_), None) => tracing::warn!("REDIS_URL is not set: verification tokens and rate limits are in memory, per process"),
             (Some(_), Some(_)) => {}
         }
-        let repos = repo::open(&config).await.map_err(StartError)?;
         let metrics = Arc::new(Metrics::default());
+        let repos = repo::open(&config, Arc::clone(&metrics))
+            .await
+            .map_err(StartError)?;
         let bcrypt_pool = Arc::new(CpuPool::with_priority(
             "bcrypt",
             config.bcrypt_workers,
@@ -246,6 +253,7 @@ impl App {
             hasher,
             outbox: Arc::clone(&repos.outbox),
             dependencies: repos.dependencies.clone(),
+            request_timeout: config.request_timeout,
         });
         Ok(App {
             listener,
@@ -255,7 +263,11 @@ impl App {
             worker,
             mail_wake,
             refresh_tokens: repos.refresh_tokens,
-            max_connections: config.max_connections,
+            limits: ConnectionLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+                shutdown_grace: config.shutdown_grace,
+            },
         })
     }
 
@@ -270,7 +282,7 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish (bounded by [`SHUTDOWN_GRACE`]) and returns.
+    /// finish (bounded by `AUTH_SHUTDOWN_GRACE`) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let App {
             listener,
@@ -279,7 +291,12 @@ impl App {
             worker,
             mail_wake,
             refresh_tokens,
-            max_connections,
+            limits:
+                ConnectionLimits {
+                    max_connections,
+                    header_read_timeout,
+                    shutdown_grace,
+                },
             ..
         } = self;
         tracing::info!(address = %local_addr, "authd listening");
@@ -324,7 +341,7 @@ impl App {
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(header_read_timeout)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
@@ -339,12 +356,12 @@ impl App {
         drop(listener);
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         let _ = stop_tx.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        if tokio::time::timeout(shutdown_grace, graceful.shutdown())
             .await
             .is_err()
         {
             tracing::warn!(
-                "in-flight requests did not finish within {SHUTDOWN_GRACE:?}; closing them"
+                "in-flight requests did not finish within {shutdown_grace:?}; closing them"
             );
         }
         let _ = worker_task.await;

@@ -255,6 +255,12 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub jwks_max_age: Duration,
     pub max_connections: usize,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long one request may take, body reading included.
+    pub request_timeout: Duration,
+    /// How long in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -524,6 +530,17 @@ impl Config {
         });
         let jwks_max_age = r.duration("AUTH_JWKS_MAX_AGE", Duration::from_secs(300));
         let max_connections = r.number("AUTH_MAX_CONNECTIONS", 4096usize, (1, 1_000_000));
+        let header_read_timeout = r.duration("AUTH_HEADER_READ_TIMEOUT", Duration::from_secs(10));
+        let request_timeout = r.duration("AUTH_REQUEST_TIMEOUT", Duration::from_secs(30));
+        let shutdown_grace = r.duration("AUTH_SHUTDOWN_GRACE", Duration::from_secs(10));
+        for (key, value) in [
+            ("AUTH_HEADER_READ_TIMEOUT", header_read_timeout),
+            ("AUTH_REQUEST_TIMEOUT", request_timeout),
+        ] {
+            if value.is_zero() {
+                r.fail(key, "must be longer than 0s");
+            }
+        }
         let log = r.string("AUTH_LOG").unwrap_or_else(|| "info".into());
         if log.parse::<tracing_subscriber::filter::Targets>().is_err() {
             r.fail(
@@ -573,6 +590,9 @@ impl Config {
             cors_origins,
             jwks_max_age,
             max_connections,
+            header_read_timeout,
+            request_timeout,
+            shutdown_grace,
             log,
             log_format,
         })

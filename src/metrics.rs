@@ -22,8 +22,8 @@ struct Histogram {
 struct Inner {
     requests: BTreeMap<(&'static str, u16), u64>,
     latency: BTreeMap<&'static str, Histogram>,
-    /// (metric name, label name, label value) → count.
-    events: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// (metric name, labels) → count; labels are `(name, value)` pairs from fixed sets.
+    events: BTreeMap<(&'static str, Vec<(&'static str, &'static str)>), u64>,
 }
 
 /// The process's counters. Cheap to update: one uncontended lock per event.
@@ -52,12 +52,12 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "authd_shed_total",
         "counter",
-        "Requests shed because a CPU pool was full.",
+        "Requests shed with 503 because a CPU pool (bcrypt or RSA) was full, by route.",
     ),
     (
         "authd_emails_total",
         "counter",
-        "Outbox deliveries by result.",
+        "Emails by outcome: queued, sent, retried, failed.",
     ),
     (
         "authd_dependency_errors_total",
@@ -88,29 +88,35 @@ impl Metrics {
         });
     }
 
-    fn event(&self, metric: &'static str, label: &'static str, value: &'static str) {
-        self.with(|m| *m.events.entry((metric, label, value)).or_default() += 1);
+    fn event(&self, metric: &'static str, labels: &[(&'static str, &'static str)]) {
+        self.with(|m| *m.events.entry((metric, labels.to_vec())).or_default() += 1);
     }
 
     /// A refresh outcome: rotated, reuse_detected, reuse_grace, unknown, expired, revoked.
     pub fn refresh(&self, outcome: &'static str) {
-        self.event("authd_refresh_total", "outcome", outcome);
+        self.event("authd_refresh_total", &[("outcome", outcome)]);
     }
 
     pub fn rate_limited(&self, limit: &'static str) {
-        self.event("authd_rate_limited_total", "limit", limit);
+        self.event("authd_rate_limited_total", &[("limit", limit)]);
     }
 
-    pub fn shed(&self, pool: &'static str) {
-        self.event("authd_shed_total", "pool", pool);
+    /// A request refused because a CPU pool (bcrypt or RSA) was full, by route.
+    pub fn shed(&self, route: &'static str) {
+        self.event("authd_shed_total", &[("route", route)]);
     }
 
     pub fn email(&self, result: &'static str) {
-        self.event("authd_emails_total", "result", result);
+        self.event("authd_emails_total", &[("result", result)]);
     }
 
-    pub fn dependency_error(&self, operation: &'static str) {
-        self.event("authd_dependency_errors_total", "operation", operation);
+    /// A failed storage call: `kind` is `pool_timeout` (no pooled connection in time),
+    /// `timeout` (the call took too long) or `error`.
+    pub fn dependency_error(&self, dependency: &'static str, kind: &'static str) {
+        self.event(
+            "authd_dependency_errors_total",
+            &[("dependency", dependency), ("kind", kind)],
+        );
     }
 
     /// The exposition text (format 0.0.4).
@@ -149,10 +155,10 @@ impl Metrics {
         }
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for ((metric, label, value), n) in
-                m.events.iter().filter(|((metric, ..), _)| metric == name)
-            {
-                let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+            for ((metric, labels), n) in m.events.iter().filter(|((metric, _), _)| metric == name) {
+                let labels: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                let _ = writeln!(out, "{metric}{{{}}} {n}", labels.join(","));
             }
         }
         out.push_str(

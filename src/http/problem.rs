@@ -15,6 +15,10 @@ use super::Response;
 use crate::domain::{EmailError, PasswordError};
 use crate::service::{AccountError, SessionError};
 
+/// The `code` of a problem response, kept on the response for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
 /// An error response under construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -154,6 +158,7 @@ impl Problem {
     }
 
     pub fn into_response(self) -> Response {
+        let code = ProblemCode(self.code);
         let title = self.status.canonical_reason().unwrap_or("Error");
         let body = Body {
             kind: "about:blank",
@@ -176,6 +181,7 @@ impl Problem {
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
+        response.extensions_mut().insert(code);
         response
     }
 }

@@ -35,6 +35,36 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, for documentation checks.
+    pub const ALL: [Route; 10] = [
+        Route::Register,
+        Route::VerifyEmail,
+        Route::ResendVerification,
+        Route::Login,
+        Route::Refresh,
+        Route::Logout,
+        Route::Jwks,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+    ];
+
+    /// The path this route answers.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Register => "/register",
+            Route::VerifyEmail => "/verify-email",
+            Route::ResendVerification => "/resend-verification",
+            Route::Login => "/login",
+            Route::Refresh => "/refresh",
+            Route::Logout => "/logout",
+            Route::Jwks => "/.well-known/jwks.json",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+        }
+    }
+
     pub fn from_path(path: &str) -> Option<Route> {
         Some(match path {
             "/register" => Route::Register,
@@ -110,5 +140,18 @@ pub async fn dispatch(
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => health::readyz(state).await,
         Route::Metrics => Ok(health::metrics(state).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn every_route_is_found_by_its_path() {
+        for route in Route::ALL {
+            assert_eq!(Route::from_path(route.path()), Some(route));
+        }
+        assert_eq!(Route::from_path("/nope"), None);
     }
 }

@@ -1,18 +1,16 @@
 //! What every request goes through, around the router: request id, CORS and preflight,
 //! method checks, the request timeout, HEAD, metrics and one access-log line.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
 
+use super::problem::ProblemCode;
 use super::router::{self, Route};
 use super::{body, request_id, Problem, Response};
 use crate::app::State;
-
-/// Longest a request may take, body reading included; a stalled client is cut off.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Answers one request. Never fails: every error is a problem response.
 pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
@@ -37,7 +35,9 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
             Problem::method_not_allowed(route.allow()).into_response()
         }
         Some(route) => {
-            match tokio::time::timeout(REQUEST_TIMEOUT, router::dispatch(state, route, req)).await {
+            match tokio::time::timeout(state.request_timeout, router::dispatch(state, route, req))
+                .await
+            {
                 Ok(Ok(response)) => response,
                 Ok(Err(problem)) => problem.into_response(),
                 Err(_) => Problem::new(
@@ -58,6 +58,9 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state.metrics.request(label, status, elapsed);
+    if response.extensions().get::<ProblemCode>() == Some(&ProblemCode("overloaded")) {
+        state.metrics.shed(label);
+    }
     tracing::info!(
         target: "authd::access",
         method = %method,

@@ -289,7 +289,10 @@ pub struct Repos {
 
 /// Opens the storage the configuration asks for: PostgreSQL when `DATABASE_URL` is set
 /// (after applying migrations), Redis when `REDIS_URL` is set, memory for what is unset.
-pub async fn open(config: &crate::config::Config) -> Result<Repos, String> {
+pub async fn open(
+    config: &crate::config::Config,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<Repos, String> {
     let mem = memory::repos();
     let mut dependencies = Vec::new();
     let (users, refresh_tokens, outbox): (Arc<dyn Users>, Arc<dyn RefreshTokens>, Arc<dyn Outbox>) =
@@ -306,8 +309,13 @@ pub async fn open(config: &crate::config::Config) -> Result<Repos, String> {
                     tracing::info!(count = applied.len(), "database migrations applied");
                 }
                 let store = Arc::new(
-                    postgres::PgStore::new(url, config.db_pool_size, config.db_timeout)
-                        .map_err(|e| format!("DATABASE_URL: {e}"))?,
+                    postgres::PgStore::new(
+                        url,
+                        config.db_pool_size,
+                        config.db_timeout,
+                        Arc::clone(&metrics),
+                    )
+                    .map_err(|e| format!("DATABASE_URL: {e}"))?,
                 );
                 dependencies.push(store.clone() as Arc<dyn Dependency>);
                 (store.clone(), store.clone(), store)
@@ -322,6 +330,7 @@ pub async fn open(config: &crate::config::Config) -> Result<Repos, String> {
             Some(url) => {
                 let store = Arc::new(
                     redis::RedisStore::new(
+                        metrics,
                         url.expose(),
                         config.redis_ca.clone(),
                         config.redis_prefix.clone(),

@@ -4,6 +4,7 @@
 //! so all of them work unchanged on Redis Cluster. Each command is bounded by a deadline;
 //! the connection manager reconnects by itself when Redis comes back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
 use crate::domain::{TokenHash, UserId};
+use crate::metrics::Metrics;
 use crate::repo::{Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError};
 
 fn unavailable(e: impl std::fmt::Display) -> RepoError {
@@ -51,6 +53,7 @@ pub struct RedisStore {
     hit: Script,
     peek: Script,
     take: Script,
+    metrics: Arc<Metrics>,
 }
 
 impl RedisStore {
@@ -58,6 +61,7 @@ impl RedisStore {
     /// requests that need Redis get a 503 until it answers.
     /// `ca` (PEM) replaces the Mozilla roots for `rediss://` when the server has a private CA.
     pub fn new(
+        metrics: Arc<Metrics>,
         url: &str,
         ca: Option<Vec<u8>>,
         prefix: String,
@@ -88,6 +92,7 @@ impl RedisStore {
             hit: Script::new(HIT),
             peek: Script::new(PEEK),
             take: Script::new(TAKE),
+            metrics,
         })
     }
 
@@ -99,13 +104,29 @@ impl RedisStore {
         format!("{}rate:{}", self.prefix, key.key())
     }
 
+    /// Maps a bounded call's result, counting failures.
+    fn outcome<T>(
+        &self,
+        result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, RepoError> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                self.metrics.dependency_error("redis", "error");
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.metrics.dependency_error("redis", "timeout");
+                Err(unavailable("timed out"))
+            }
+        }
+    }
+
     /// Runs one command within the deadline.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RepoError> {
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.deadline, cmd.query_async(&mut connection)).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(unavailable("timed out")),
-        }
+        let result = tokio::time::timeout(self.deadline, cmd.query_async(&mut connection)).await;
+        self.outcome(result)
     }
 
     async fn script<T: redis::FromRedisValue>(
@@ -119,10 +140,9 @@ impl RedisStore {
         for arg in args {
             invocation.arg(*arg);
         }
-        match tokio::time::timeout(self.deadline, invocation.invoke_async(&mut connection)).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(unavailable("timed out")),
-        }
+        let result =
+            tokio::time::timeout(self.deadline, invocation.invoke_async(&mut connection)).await;
+        self.outcome(result)
     }
 }
 

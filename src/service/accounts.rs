@@ -81,6 +81,7 @@ impl Accounts {
                 CreateUserError::EmailTaken => AccountError::EmailTaken,
                 CreateUserError::Repo(e) => e.into(),
             })?;
+        self.metrics.email("queued");
         self.mail_wake.notify_one();
         tracing::info!(user_id = %user.id, email = %user.email.masked(), "user registered");
         Ok(user)
@@ -150,6 +151,7 @@ impl Accounts {
                 to: email,
             })
             .await?;
+        self.metrics.email("queued");
         self.mail_wake.notify_one();
         Ok(())
     }

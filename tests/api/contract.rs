@@ -25,7 +25,8 @@ async fn repos(backend: Backend) -> (Repos, Arc<Storage>) {
         env.insert("AUTH_REDIS_PREFIX".into(), r.prefix.clone());
     }
     let config = Config::load(&env).unwrap();
-    (authd::repo::open(&config).await.unwrap(), storage)
+    let metrics = std::sync::Arc::new(authd::metrics::Metrics::default());
+    (authd::repo::open(&config, metrics).await.unwrap(), storage)
 }
 
 fn email(s: &str) -> Email {

@@ -87,6 +87,11 @@ async fn postgres_down_gives_quick_503s_and_recovery() {
         assert!(took < Duration::from_millis(2500), "{what} took {took:?}");
     }
     assert_still_serving(&app, "postgres").await;
+    let metrics = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains("authd_dependency_errors_total{dependency=\"postgres\""),
+        "{metrics}"
+    );
 
     restart(&pg).await;
     let recovered = eventually(Duration::from_secs(15), || async {

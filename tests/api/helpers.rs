@@ -346,6 +346,20 @@ pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> 
 }
 
 impl TestApp {
+    /// A client for an authd this test did not start in-process (a child process).
+    pub fn external(addr: SocketAddr) -> TestApp {
+        TestApp {
+            addr,
+            mailer: Arc::new(CapturingMailer::default()),
+            shutdown: None,
+            stopped: None,
+            _storage: Arc::new(Storage {
+                database: None,
+                redis: None,
+            }),
+        }
+    }
+
     /// Stops serving, as SIGTERM would, and waits until authd has stopped.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -8,6 +8,7 @@
 pub mod migrate;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 use crate::config::DatabaseUrl;
 use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
+use crate::metrics::Metrics;
 use crate::repo::{
     CreateUserError, Dependency, MailKind, NewRefreshToken, NewUser, Outbox, OutboxItem,
     OutgoingEmail, RefreshTokens, RepoError, Rotation, Users,
@@ -30,6 +32,7 @@ pub struct PgStore {
     pool: Pool,
     /// Bound on one whole operation: pool wait, statements, commit.
     deadline: Duration,
+    metrics: Arc<Metrics>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> RepoError {
@@ -53,7 +56,12 @@ fn db_error(e: tokio_postgres::Error) -> RepoError {
 
 impl PgStore {
     /// Builds the pool. Connections are opened on demand, so this does not touch the server.
-    pub fn new(url: &DatabaseUrl, size: usize, deadline: Duration) -> Result<PgStore, String> {
+    pub fn new(
+        url: &DatabaseUrl,
+        size: usize,
+        deadline: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<PgStore, String> {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -83,7 +91,11 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| format!("cannot build the connection pool: {e}"))?;
-        Ok(PgStore { pool, deadline })
+        Ok(PgStore {
+            pool,
+            deadline,
+            metrics,
+        })
     }
 
     /// Runs `op` with a pooled connection, within the deadline.
@@ -93,15 +105,33 @@ impl PgStore {
         Fut: Future<Output = Result<T, RepoError>> + 'a,
     {
         let work = async {
-            let client = self.pool.get().await.map_err(|e| match e {
-                deadpool_postgres::PoolError::Backend(e) => db_error(e),
-                other => unavailable(other),
-            })?;
-            op(client).await
+            let client = match self.pool.get().await {
+                Ok(client) => client,
+                Err(deadpool_postgres::PoolError::Timeout(_)) => {
+                    self.metrics.dependency_error("postgres", "pool_timeout");
+                    return Err(unavailable("no pooled connection within AUTH_DB_TIMEOUT"));
+                }
+                Err(deadpool_postgres::PoolError::Backend(e)) => {
+                    self.metrics.dependency_error("postgres", "error");
+                    return Err(db_error(e));
+                }
+                Err(other) => {
+                    self.metrics.dependency_error("postgres", "error");
+                    return Err(unavailable(other));
+                }
+            };
+            let result = op(client).await;
+            if result.is_err() {
+                self.metrics.dependency_error("postgres", "error");
+            }
+            result
         };
         tokio::time::timeout(self.deadline, work)
             .await
-            .unwrap_or_else(|_| Err(unavailable("timed out")))
+            .unwrap_or_else(|_| {
+                self.metrics.dependency_error("postgres", "timeout");
+                Err(unavailable("timed out"))
+            })
     }
 }
 

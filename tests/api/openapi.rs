@@ -1,0 +1,212 @@
+//! The OpenAPI document (src/http/openapi.json) is kept true: it lists exactly the routes
+//! authd serves, and every answer authd gives in these requests — successes and failures —
+//! is a documented status with the documented media type and required fields.
+
+use authd::http::router::Route;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with, Backend, TestApp, TestResponse, PASSWORD};
+
+fn document() -> Value {
+    serde_json::from_str(include_str!("../../src/http/openapi.json")).expect("openapi.json is JSON")
+}
+
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(r) => r
+            .trim_start_matches("#/")
+            .split('/')
+            .fold(doc, |v, k| &v[k]),
+        None => value,
+    }
+}
+
+/// Checks one answer against the document's operation for `method path`.
+fn conforms(doc: &Value, method: &str, path: &str, res: &TestResponse) {
+    let op = &doc["paths"][path][method];
+    assert!(op.is_object(), "{method} {path} is not documented");
+    let status = res.status.as_u16().to_string();
+    let response = resolve(doc, &op["responses"][&status]);
+    assert!(
+        response.is_object(),
+        "{method} {path} answered {status}, which is not documented"
+    );
+    match response["content"].as_object() {
+        None => assert!(
+            res.body.is_empty(),
+            "{method} {path} {status} has an undocumented body"
+        ),
+        Some(content) => {
+            let (media, spec) = content.iter().next().unwrap();
+            let actual = res.header("content-type").unwrap_or_default();
+            assert!(
+                actual.starts_with(media.as_str()),
+                "{method} {path} {status}: {actual} is not {media}"
+            );
+            let schema = resolve(doc, &spec["schema"]);
+            if media.contains("json") {
+                let body = res.json();
+                for field in schema["required"].as_array().into_iter().flatten() {
+                    let field = field.as_str().unwrap();
+                    assert!(
+                        !body[field].is_null(),
+                        "{method} {path} {status}: no {field} in {body}"
+                    );
+                }
+            }
+        }
+    }
+    for (name, _) in response["headers"].as_object().into_iter().flatten() {
+        assert!(
+            res.header(&name.to_lowercase()).is_some(),
+            "{method} {path} {status}: no {name} header"
+        );
+    }
+}
+
+#[test]
+fn the_document_lists_exactly_the_served_routes() {
+    let doc = document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let documented: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(documented.len(), Route::ALL.len());
+    for route in Route::ALL {
+        let methods: Vec<&String> = doc["paths"][route.path()]
+            .as_object()
+            .expect(route.path())
+            .keys()
+            .collect();
+        let served = if route.allow().starts_with("GET") {
+            "get"
+        } else {
+            "post"
+        };
+        assert_eq!(methods, [served], "{}", route.path());
+    }
+}
+
+async fn check(
+    doc: &Value,
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> TestResponse {
+    let res = match (method, body) {
+        ("post", Some(b)) => app.post_json(path, &b).await,
+        ("post", None) => {
+            app.request(
+                Method::POST,
+                path,
+                &[("content-type", "text/plain")],
+                Some(b"x".to_vec()),
+            )
+            .await
+        }
+        _ => app.get(path).await,
+    };
+    let doc_path = path.split('?').next().unwrap();
+    conforms(doc, method, doc_path, &res);
+    res
+}
+
+#[tokio::test]
+async fn every_answer_of_a_flow_is_documented() {
+    let doc = document();
+    let app = spawn_app_with(
+        Backend::Memory,
+        &[("AUTH_RESEND_MAX", "1"), ("AUTH_LOGIN_MAX_FAILURES", "2")],
+    )
+    .await;
+    let creds = json!({"email": "doc@example.com", "password": PASSWORD});
+    check(&doc, &app, "post", "/register", Some(creds.clone())).await;
+    check(&doc, &app, "post", "/register", Some(creds.clone())).await; // 409
+    check(
+        &doc,
+        &app,
+        "post",
+        "/register",
+        Some(json!({"email": "bad", "password": PASSWORD})),
+    )
+    .await;
+    check(&doc, &app, "post", "/register", None).await; // 415
+    check(&doc, &app, "post", "/login", Some(creds.clone())).await; // 403
+    check(
+        &doc,
+        &app,
+        "post",
+        "/resend-verification",
+        Some(json!({"email": "doc@example.com"})),
+    )
+    .await;
+    check(
+        &doc,
+        &app,
+        "post",
+        "/resend-verification",
+        Some(json!({"email": "doc@example.com"})),
+    )
+    .await; // 429
+    check(
+        &doc,
+        &app,
+        "post",
+        "/resend-verification",
+        Some(json!({"email": "none@example.com"})),
+    )
+    .await; // 404
+    let link = app.verification_path("doc@example.com", 1).await;
+    check(&doc, &app, "get", &link, None).await;
+    check(&doc, &app, "get", &link, None).await; // 400
+    let pair = check(&doc, &app, "post", "/login", Some(creds.clone()))
+        .await
+        .json();
+    let refresh = pair["refresh_token"].as_str().unwrap();
+    let next = check(
+        &doc,
+        &app,
+        "post",
+        "/refresh",
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    check(
+        &doc,
+        &app,
+        "post",
+        "/refresh",
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await; // 401
+    check(&doc, &app, "post", "/refresh", Some(json!({}))).await; // 400
+    check(
+        &doc,
+        &app,
+        "post",
+        "/logout",
+        Some(json!({"refresh_token": next.json()["refresh_token"]})),
+    )
+    .await;
+    check(
+        &doc,
+        &app,
+        "post",
+        "/logout",
+        Some(json!({"refresh_token": 1})),
+    )
+    .await; // 400
+    for _ in 0..3 {
+        check(
+            &doc,
+            &app,
+            "post",
+            "/login",
+            Some(json!({"email": "doc@example.com", "password": "wrong password"})),
+        )
+        .await;
+    } // 401, 401, 429
+    for path in ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"] {
+        check(&doc, &app, "get", path, None).await;
+    }
+}
