@@ -18,12 +18,15 @@ struct Histogram {
     count: u64,
 }
 
+/// A metric's labels as `(name, value)` pairs.
+type Labels = Vec<(&'static str, &'static str)>;
+
 #[derive(Default)]
 struct Inner {
     requests: BTreeMap<(&'static str, u16), u64>,
     latency: BTreeMap<&'static str, Histogram>,
     /// (metric name, labels) → count; labels are `(name, value)` pairs from fixed sets.
-    events: BTreeMap<(&'static str, Vec<(&'static str, &'static str)>), u64>,
+    events: BTreeMap<(&'static str, Labels), u64>,
 }
 
 /// The process's counters. Cheap to update: one uncontended lock per event.
