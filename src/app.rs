@@ -23,13 +23,13 @@ use crate::cpu_pool::{CpuPool, Priority};
 use crate::handlers::keys::JwksDocument;
 use crate::http::cors::Cors;
 use crate::http::server;
-use crate::jwt::{KeyRing, Signer, SigningKey};
+use crate::jwt::{KeyRing, Signer, SigningKey, Verifier};
 use crate::mail::worker::{Settings as MailSettings, Worker};
 use crate::mail::{LogMailer, Mailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
 use crate::repo::{self, Dependency, Outbox, RefreshTokens};
-use crate::service::{Accounts, Sessions};
+use crate::service::{Accounts, Credentials, Sessions};
 
 /// How often expired refresh tokens and old outbox rows are purged.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
@@ -54,6 +54,7 @@ impl std::error::Error for StartError {}
 pub struct State {
     pub accounts: Accounts,
     pub sessions: Sessions,
+    pub credentials: Credentials,
     pub jwks: JwksDocument,
     pub cors: Cors,
     pub metrics: Arc<Metrics>,
@@ -187,6 +188,12 @@ impl App {
             published = ring.jwks.keys.len(),
             "signing key loaded"
         );
+        // authd checks its own tokens (on /password/change) against exactly what it publishes.
+        let verifier = Verifier::new(
+            Arc::new(ring.public_keys),
+            issuer.clone(),
+            config.audience.clone(),
+        );
         let signer = Arc::new(Signer::new(
             Arc::new(ring.signing),
             issuer,
@@ -205,6 +212,21 @@ impl App {
             metrics: Arc::clone(&metrics),
             resend_max: config.resend_max,
             resend_window: config.resend_window,
+        };
+        let credentials = Credentials {
+            users: Arc::clone(&repos.users),
+            outbox: Arc::clone(&repos.outbox),
+            tokens: Arc::clone(&repos.one_time_tokens),
+            limits: Arc::clone(&repos.rate_limits),
+            hasher: Arc::clone(&hasher),
+            verifier,
+            mail_wake: Arc::clone(&mail_wake),
+            metrics: Arc::clone(&metrics),
+            forgot_max: config.resend_max,
+            forgot_window: config.resend_window,
+            reset_ttl: config.reset_ttl,
+            login_max_failures: config.login_max_failures,
+            login_window: config.login_window,
         };
         let sessions = Sessions {
             users: Arc::clone(&repos.users),
@@ -225,6 +247,7 @@ impl App {
         };
         let worker = Worker::new(
             Arc::clone(&repos.outbox),
+            Arc::clone(&repos.users),
             Arc::clone(&repos.one_time_tokens),
             mailer,
             MailSettings {
@@ -247,6 +270,7 @@ impl App {
         let state = Arc::new(State {
             accounts,
             sessions,
+            credentials,
             jwks,
             cors: Cors::new(config.cors_origins.clone()),
             metrics,

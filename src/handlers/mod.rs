@@ -4,4 +4,5 @@
 pub mod account;
 pub mod health;
 pub mod keys;
+pub mod password;
 pub mod session;

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde::Serialize;
 
 use super::Response;
 use crate::domain::{EmailError, PasswordError};
-use crate::service::{AccountError, SessionError};
+use crate::service::{AccountError, CredentialsError, SessionError};
 
 /// The `code` of a problem response, kept on the response for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub struct Problem {
     pub detail: String,
     pub retry_after: Option<u64>,
     pub allow: Option<&'static str>,
+    /// Adds `WWW-Authenticate: Bearer …` (RFC 6750) to a 401 about an access token.
+    pub bearer_challenge: bool,
 }
 
 #[derive(Serialize)]
@@ -53,6 +55,7 @@ impl Problem {
             detail: detail.into(),
             retry_after: None,
             allow: None,
+            bearer_challenge: false,
         }
     }
 
@@ -74,6 +77,17 @@ impl Problem {
             "invalid_token",
             "the token is unknown, expired, revoked or already used",
         )
+    }
+
+    /// A missing or unusable bearer access token.
+    pub fn invalid_access_token() -> Problem {
+        let mut p = Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "a valid access token is required (Authorization: Bearer …)",
+        );
+        p.bearer_challenge = true;
+        p
     }
 
     pub fn invalid_credentials() -> Problem {
@@ -181,6 +195,12 @@ impl Problem {
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
+        if self.bearer_challenge {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
         response.extensions_mut().insert(code);
         response
     }
@@ -222,6 +242,24 @@ impl From<SessionError> for Problem {
             SessionError::Overloaded => Problem::overloaded(),
             SessionError::Unavailable(cause) => Problem::unavailable(&cause),
             SessionError::Unexpected(cause) => Problem::unexpected(&cause),
+        }
+    }
+}
+
+impl From<CredentialsError> for Problem {
+    fn from(e: CredentialsError) -> Problem {
+        match e {
+            CredentialsError::InvalidResetToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
+            CredentialsError::InvalidAccessToken => Problem::invalid_access_token(),
+            CredentialsError::WrongPassword => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the current password is wrong",
+            ),
+            CredentialsError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            CredentialsError::Overloaded => Problem::overloaded(),
+            CredentialsError::Unavailable(cause) => Problem::unavailable(&cause),
+            CredentialsError::Unexpected(cause) => Problem::unexpected(&cause),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! | POST | `/login` | [`session::login`] |
 //! | POST | `/refresh` | [`session::refresh`] |
 //! | POST | `/logout` | [`session::logout`] |
+//! | POST | `/password/forgot` | [`password::forgot`] |
+//! | POST | `/password/reset` | [`password::reset`] |
+//! | POST | `/password/change` (Bearer access token) | [`password::change`] |
 //! | GET | `/.well-known/jwks.json` | [`keys::jwks`] |
 //! | GET | `/healthz`, `/readyz`, `/metrics` | [`health`] |
 //!
@@ -18,7 +21,7 @@ use hyper::{Method, Request};
 
 use super::{Problem, Response};
 use crate::app::State;
-use crate::handlers::{account, health, keys, session};
+use crate::handlers::{account, health, keys, password, session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -28,6 +31,9 @@ pub enum Route {
     Login,
     Refresh,
     Logout,
+    PasswordForgot,
+    PasswordReset,
+    PasswordChange,
     Jwks,
     Healthz,
     Readyz,
@@ -36,13 +42,16 @@ pub enum Route {
 
 impl Route {
     /// Every route, for documentation checks.
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 13] = [
         Route::Register,
         Route::VerifyEmail,
         Route::ResendVerification,
         Route::Login,
         Route::Refresh,
         Route::Logout,
+        Route::PasswordForgot,
+        Route::PasswordReset,
+        Route::PasswordChange,
         Route::Jwks,
         Route::Healthz,
         Route::Readyz,
@@ -58,6 +67,9 @@ impl Route {
             Route::Login => "/login",
             Route::Refresh => "/refresh",
             Route::Logout => "/logout",
+            Route::PasswordForgot => "/password/forgot",
+            Route::PasswordReset => "/password/reset",
+            Route::PasswordChange => "/password/change",
             Route::Jwks => "/.well-known/jwks.json",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
@@ -73,6 +85,9 @@ impl Route {
             "/login" => Route::Login,
             "/refresh" => Route::Refresh,
             "/logout" => Route::Logout,
+            "/password/forgot" => Route::PasswordForgot,
+            "/password/reset" => Route::PasswordReset,
+            "/password/change" => Route::PasswordChange,
             "/.well-known/jwks.json" => Route::Jwks,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
@@ -115,6 +130,9 @@ impl Route {
             Route::Login => "login",
             Route::Refresh => "refresh",
             Route::Logout => "logout",
+            Route::PasswordForgot => "password_forgot",
+            Route::PasswordReset => "password_reset",
+            Route::PasswordChange => "password_change",
             Route::Jwks => "jwks",
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
@@ -136,6 +154,9 @@ pub async fn dispatch(
         Route::Login => session::login(state, req).await,
         Route::Refresh => session::refresh(state, req).await,
         Route::Logout => session::logout(state, req).await,
+        Route::PasswordForgot => password::forgot(state, req).await,
+        Route::PasswordReset => password::reset(state, req).await,
+        Route::PasswordChange => password::change(state, req).await,
         Route::Jwks => Ok(keys::jwks(state)),
         Route::Healthz => Ok(health::healthz()),
         Route::Readyz => health::readyz(state).await,

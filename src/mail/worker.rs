@@ -14,7 +14,7 @@ use super::{compose, Mailer, SendError};
 use crate::config::LinkTemplate;
 use crate::domain::{OpaqueToken, Reset, TokenHash, Verification};
 use crate::metrics::Metrics;
-use crate::repo::{MailKind, OneTimeTokens, Outbox, OutboxItem, Purpose};
+use crate::repo::{OneTimeTokens, Outbox, OutboxItem, OutgoingEmail, Purpose, Users};
 
 /// What the worker needs to turn an outbox row into an email.
 pub struct Settings {
@@ -31,6 +31,8 @@ pub struct Settings {
 
 pub struct Worker {
     pub outbox: Arc<dyn Outbox>,
+    /// To find the account a password-reset request is for.
+    pub users: Arc<dyn Users>,
     pub tokens: Arc<dyn OneTimeTokens>,
     pub mailer: Arc<dyn Mailer>,
     pub settings: Settings,
@@ -43,6 +45,7 @@ const BATCH: usize = 16;
 impl Worker {
     pub fn new(
         outbox: Arc<dyn Outbox>,
+        users: Arc<dyn Users>,
         tokens: Arc<dyn OneTimeTokens>,
         mailer: Arc<dyn Mailer>,
         settings: Settings,
@@ -50,6 +53,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             outbox,
+            users,
             tokens,
             mailer,
             settings,
@@ -104,32 +108,49 @@ impl Worker {
     }
 
     async fn deliver(&self, item: OutboxItem) {
-        let (purpose, template, ttl) = match item.email.kind {
-            MailKind::Verification => (
-                Purpose::VerifyEmail,
-                &self.settings.verify_url,
-                self.settings.verify_ttl,
-            ),
-            MailKind::PasswordReset => (
-                Purpose::ResetPassword,
-                &self.settings.reset_url,
-                self.settings.reset_ttl,
-            ),
-        };
+        let to = item.email.to();
         // The token is minted now, so its lifetime starts when the email leaves.
-        let (hash, token) = match item.email.kind {
-            MailKind::Verification => mint::<Verification>(&self.rng),
-            MailKind::PasswordReset => mint::<Reset>(&self.rng),
+        let (purpose, user, ttl, (hash, token)) = match &item.email {
+            OutgoingEmail::Verification { user, .. } => (
+                Purpose::VerifyEmail,
+                *user,
+                self.settings.verify_ttl,
+                mint::<Verification>(&self.rng),
+            ),
+            OutgoingEmail::PasswordReset { to } => match self.users.by_email(to).await {
+                Ok(Some(user)) => (
+                    Purpose::ResetPassword,
+                    user.id,
+                    self.settings.reset_ttl,
+                    mint::<Reset>(&self.rng),
+                ),
+                Ok(None) => {
+                    // Nobody to reset: the request was queued only so that asking costs the
+                    // same whether or not the account exists.
+                    if let Err(e) = self.outbox.mark_skipped(item.id).await {
+                        tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark request skipped");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot look the account up; will retry");
+                    self.retry(&item).await;
+                    return;
+                }
+            },
         };
-        if let Err(e) = self.tokens.put(purpose, &hash, item.email.user, ttl).await {
+        if let Err(e) = self.tokens.put(purpose, &hash, user, ttl).await {
             tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot store token; will retry");
             self.retry(&item).await;
             return;
         }
-        let link = template.render(&token);
-        let message = match item.email.kind {
-            MailKind::Verification => compose::verification(&item.email.to, &link, ttl),
-            MailKind::PasswordReset => compose::password_reset(&item.email.to, &link, ttl),
+        let message = match purpose {
+            Purpose::VerifyEmail => {
+                compose::verification(to, &self.settings.verify_url.render(&token), ttl)
+            }
+            Purpose::ResetPassword => {
+                compose::password_reset(to, &self.settings.reset_url.render(&token), ttl)
+            }
         };
         match self.mailer.send(&message).await {
             Ok(()) => {
@@ -140,12 +161,12 @@ impl Worker {
                 }
             }
             Err(SendError::Transient(cause)) if item.attempts + 1 < self.settings.max_attempts => {
-                tracing::warn!(%cause, outbox_id = item.id, to = %item.email.to.masked(), attempt = item.attempts + 1, "email not sent; will retry");
+                tracing::warn!(%cause, outbox_id = item.id, to = %to.masked(), attempt = item.attempts + 1, "email not sent; will retry");
                 self.metrics.email("retried");
                 self.retry(&item).await;
             }
             Err(SendError::Transient(cause) | SendError::Permanent(cause)) => {
-                tracing::error!(%cause, outbox_id = item.id, to = %item.email.to.masked(), attempts = item.attempts + 1, "email failed for good");
+                tracing::error!(%cause, outbox_id = item.id, to = %to.masked(), attempts = item.attempts + 1, "email failed for good");
                 self.metrics.email("failed");
                 if let Err(e) = self.outbox.mark_failed(item.id).await {
                     tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");

@@ -54,13 +54,9 @@ pub struct NewUser {
 
 #[async_trait]
 pub trait Users: Send + Sync {
-    /// Creates the user and queues `first_email` in the outbox, atomically: either both are
-    /// stored or neither. `EmailTaken` when the email is already registered.
-    async fn create(
-        &self,
-        user: NewUser,
-        first_email: OutgoingEmail,
-    ) -> Result<User, CreateUserError>;
+    /// Creates the user and queues their verification email in the outbox, atomically:
+    /// either both are stored or neither. `EmailTaken` when the email is already registered.
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError>;
 
     /// The account with this email, if any.
     async fn by_email(&self, email: &Email) -> Result<Option<User>, RepoError>;
@@ -207,20 +203,24 @@ pub trait RateLimits: Send + Sync {
     async fn clear(&self, key: &RateKey) -> Result<(), RepoError>;
 }
 
-/// Which email to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailKind {
-    Verification,
-    PasswordReset,
-}
-
 /// An email waiting in the outbox. Its token is minted only when it is sent, so the token's
 /// lifetime starts when the email leaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutgoingEmail {
-    pub kind: MailKind,
-    pub user: UserId,
-    pub to: Email,
+pub enum OutgoingEmail {
+    /// The link that verifies `user`'s address.
+    Verification { user: UserId, to: Email },
+    /// A password-reset link for the account of `to` — if there is one when it is sent.
+    /// Requests are queued for any address, so that asking costs the same whether or not
+    /// the account exists.
+    PasswordReset { to: Email },
+}
+
+impl OutgoingEmail {
+    pub fn to(&self) -> &Email {
+        match self {
+            OutgoingEmail::Verification { to, .. } | OutgoingEmail::PasswordReset { to } => to,
+        }
+    }
 }
 
 /// An outbox row claimed by a worker.
@@ -254,6 +254,9 @@ pub trait Outbox: Send + Sync {
 
     /// Give up on this email.
     async fn mark_failed(&self, id: u64) -> Result<(), RepoError>;
+
+    /// Nothing to send after all (a reset request for an address with no account).
+    async fn mark_skipped(&self, id: u64) -> Result<(), RepoError>;
 
     /// Emails not yet sent nor failed, and the age of the oldest.
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError>;

@@ -10,8 +10,8 @@ use crate::domain::{Email, Password, User, UserId, VerificationToken};
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
 use crate::repo::{
-    CreateUserError, MailKind, NewUser, OneTimeTokens, Outbox, OutgoingEmail, Purpose, RateKey,
-    RateLimits, RepoError, Users,
+    CreateUserError, NewUser, OneTimeTokens, Outbox, OutgoingEmail, Purpose, RateKey, RateLimits,
+    RepoError, Users,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,27 +60,15 @@ impl Accounts {
     /// Creates an unverified account and queues its verification email in the same step.
     pub async fn register(&self, email: Email, password: Password) -> Result<User, AccountError> {
         let password_hash = self.hasher.hash(password).await?;
-        let id = UserId::random();
-        let first_email = OutgoingEmail {
-            kind: MailKind::Verification,
-            user: id,
-            to: email.clone(),
+        let new_user = NewUser {
+            id: UserId::random(),
+            email,
+            password_hash,
         };
-        let user = self
-            .users
-            .create(
-                NewUser {
-                    id,
-                    email,
-                    password_hash,
-                },
-                first_email,
-            )
-            .await
-            .map_err(|e| match e {
-                CreateUserError::EmailTaken => AccountError::EmailTaken,
-                CreateUserError::Repo(e) => e.into(),
-            })?;
+        let user = self.users.create(new_user).await.map_err(|e| match e {
+            CreateUserError::EmailTaken => AccountError::EmailTaken,
+            CreateUserError::Repo(e) => e.into(),
+        })?;
         self.metrics.email("queued");
         self.mail_wake.notify_one();
         tracing::info!(user_id = %user.id, email = %user.email.masked(), "user registered");
@@ -145,8 +133,7 @@ impl Accounts {
             });
         }
         self.outbox
-            .enqueue(OutgoingEmail {
-                kind: MailKind::Verification,
+            .enqueue(OutgoingEmail::Verification {
                 user: user.id,
                 to: email,
             })

@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use authd::domain::{Email, PasswordHash, TokenHash, UserId};
 use authd::repo::{
-    CreateUserError, MailKind, NewRefreshToken, NewUser, OutgoingEmail, Purpose, RateKey, Repos,
-    Rotation,
+    CreateUserError, NewRefreshToken, NewUser, OutgoingEmail, Purpose, RateKey, Repos, Rotation,
 };
 use authd::Config;
 
@@ -38,8 +37,7 @@ fn hash(n: u8) -> TokenHash {
 }
 
 fn verification_for(user: UserId, to: &str) -> OutgoingEmail {
-    OutgoingEmail {
-        kind: MailKind::Verification,
+    OutgoingEmail::Verification {
         user,
         to: email(to),
     }
@@ -52,11 +50,7 @@ async fn new_user(repos: &Repos, address: &str) -> UserId {
         email: email(address),
         password_hash: PasswordHash::from_stored("$2b$04$x".into()),
     };
-    repos
-        .users
-        .create(user, verification_for(id, address))
-        .await
-        .unwrap();
+    repos.users.create(user).await.unwrap();
     id
 }
 
@@ -90,10 +84,7 @@ async fn users_are_unique_by_email_in_any_case(backend: Backend) {
         email: email("Ann@Example.com"),
         password_hash: PasswordHash::from_stored("h".into()),
     };
-    let result = repos
-        .users
-        .create(again, verification_for(UserId::random(), "ann@example.com"))
-        .await;
+    let result = repos.users.create(again).await;
     assert!(matches!(result, Err(CreateUserError::EmailTaken)));
     assert!(repos
         .users
@@ -113,10 +104,7 @@ async fn creating_a_user_queues_their_first_email_and_only_then(backend: Backend
         email: email("bea@example.com"),
         password_hash: PasswordHash::from_stored("h".into()),
     };
-    let _ = repos
-        .users
-        .create(dup, verification_for(UserId::random(), "bea@example.com"))
-        .await;
+    let _ = repos.users.create(dup).await;
     let claimed = repos
         .outbox
         .claim(10, Duration::from_secs(60), SystemTime::now())
@@ -538,6 +526,36 @@ async fn old_sent_and_failed_emails_are_purged(backend: Backend) {
     ob.retry_at(items[2].id, now).await.unwrap();
     let left = ob.claim(10, Duration::from_secs(60), later).await.unwrap();
     assert_eq!(left.iter().map(|i| i.id).collect::<Vec<_>>(), [items[2].id]);
+}
+
+both!(reset_requests_need_no_account_and_can_be_skipped);
+async fn reset_requests_need_no_account_and_can_be_skipped(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let ob = &repos.outbox;
+    ob.enqueue(OutgoingEmail::PasswordReset {
+        to: email("nobody@example.com"),
+    })
+    .await
+    .unwrap();
+    let items = ob
+        .claim(10, Duration::from_secs(60), SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0].email,
+        OutgoingEmail::PasswordReset {
+            to: email("nobody@example.com")
+        }
+    );
+    ob.mark_skipped(items[0].id).await.unwrap();
+    assert_eq!(ob.backlog(SystemTime::now()).await.unwrap().0, 0);
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    assert!(ob
+        .claim(10, Duration::from_secs(60), later)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 both!(outbox_retry_waits_until_due);

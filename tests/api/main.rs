@@ -16,6 +16,7 @@ mod login;
 mod logout;
 mod openapi;
 mod operations;
+mod password;
 mod persistence;
 mod process;
 mod refresh;

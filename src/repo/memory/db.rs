@@ -85,11 +85,7 @@ impl MemoryDb {
 
 #[async_trait]
 impl Users for MemoryDb {
-    async fn create(
-        &self,
-        user: NewUser,
-        first_email: OutgoingEmail,
-    ) -> Result<User, CreateUserError> {
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError> {
         let mut state = self.lock()?;
         if state.by_email.contains_key(&user.email) {
             return Err(CreateUserError::EmailTaken);
@@ -102,6 +98,10 @@ impl Users for MemoryDb {
         };
         state.by_email.insert(user.email.clone(), user.id);
         state.users.insert(user.id, user.clone());
+        let first_email = OutgoingEmail::Verification {
+            user: user.id,
+            to: user.email.clone(),
+        };
         state.push_outbox(first_email, SystemTime::now());
         Ok(user)
     }
@@ -285,6 +285,10 @@ impl Outbox for MemoryDb {
             row.state = OutboxState::Pending { due: at };
         }
         Ok(())
+    }
+
+    async fn mark_skipped(&self, id: u64) -> Result<(), RepoError> {
+        self.mark_sent(id).await
     }
 
     async fn mark_failed(&self, id: u64) -> Result<(), RepoError> {

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_outbox.sql",
         include_str!("../../../sql/0003_outbox.sql"),
     ),
+    (
+        4,
+        "0004_outbox_reset_requests.sql",
+        include_str!("../../../sql/0004_outbox_reset_requests.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming authd's migration lock.

@@ -22,8 +22,8 @@ use crate::config::DatabaseUrl;
 use crate::domain::{Email, PasswordHash, TokenHash, User, UserId};
 use crate::metrics::Metrics;
 use crate::repo::{
-    CreateUserError, Dependency, MailKind, NewRefreshToken, NewUser, Outbox, OutboxItem,
-    OutgoingEmail, RefreshTokens, RepoError, Rotation, Users,
+    CreateUserError, Dependency, NewRefreshToken, NewUser, Outbox, OutboxItem, OutgoingEmail,
+    RefreshTokens, RepoError, Rotation, Users,
 };
 
 /// The PostgreSQL store. Cheap to clone (the pool is shared).
@@ -146,20 +146,19 @@ fn user_from_row(row: &tokio_postgres::Row) -> Result<User, RepoError> {
     })
 }
 
-fn kind_text(kind: MailKind) -> &'static str {
-    match kind {
-        MailKind::Verification => "verification",
-        MailKind::PasswordReset => "password_reset",
+/// The outbox row of an email: kind, user (when known), recipient.
+fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Option<Uuid>, &str) {
+    match email {
+        OutgoingEmail::Verification { user, to } => {
+            ("verification", Some(user.as_uuid()), to.as_str())
+        }
+        OutgoingEmail::PasswordReset { to } => ("password_reset", None, to.as_str()),
     }
 }
 
 #[async_trait]
 impl Users for PgStore {
-    async fn create(
-        &self,
-        user: NewUser,
-        first_email: OutgoingEmail,
-    ) -> Result<User, CreateUserError> {
+    async fn create(&self, user: NewUser) -> Result<User, CreateUserError> {
         let result = self
             .with(|client| async move {
                 // One statement: the user and their first email are stored together or not at all.
@@ -168,21 +167,15 @@ impl Users for PgStore {
                         "WITH new_user AS (
                              INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING id
                          )
-                         INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
-                         SELECT $4, id, $5, $6, $6 FROM new_user",
+                                                  INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
+                         SELECT 'verification', id, $2, $4, $4 FROM new_user",
                     )
                     .await
                     .map_err(db_error)?;
                 // Outbox times come from authd's clock, as `claim` compares them with it.
                 let now = SystemTime::now();
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
-                    &user.id.as_uuid(),
-                    &user.email.as_str(),
-                    &user.password_hash.as_str(),
-                    &kind_text(first_email.kind),
-                    &first_email.to.as_str(),
-                    &now,
-                ];
+                                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&user.id.as_uuid(), &user.email.as_str(), &user.password_hash.as_str(), &now];
                 match client.execute(&stmt, &params).await {
                     Ok(_) => Ok(Ok(User {
                         id: user.id,
@@ -428,18 +421,8 @@ impl Outbox for PgStore {
                 )
                 .await
                 .map_err(db_error)?;
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &kind_text(email.kind),
-                        &email.user.as_uuid(),
-                        &email.to.as_str(),
-                        &SystemTime::now(),
-                    ],
-                )
-                .await
-                .map_err(db_error)?;
+                        let (kind, user, to) = outbox_columns(&email);
+            client.execute(&stmt, &[&kind, &user, &to, &SystemTime::now()]).await.map_err(db_error)?;
             Ok(())
         })
         .await
@@ -471,22 +454,25 @@ impl Outbox for PgStore {
                 .map_err(db_error)?;
             let mut items = Vec::with_capacity(rows.len());
             for row in rows {
-                let kind = match row.get::<_, &str>(1) {
-                    "password_reset" => MailKind::PasswordReset,
-                    _ => MailKind::Verification,
-                };
                 let to: String = row.get(3);
+                let to = Email::parse(&to)
+                    .map_err(|e| unavailable(format!("stored recipient is invalid: {e}")))?;
+                let user: Option<Uuid> = row.get(2);
+                let email = match (row.get::<_, &str>(1), user) {
+                    ("verification", Some(user)) => OutgoingEmail::Verification {
+                        user: UserId::from_uuid(user),
+                        to,
+                    },
+                    ("password_reset", _) => OutgoingEmail::PasswordReset { to },
+                    (kind, _) => {
+                        return Err(unavailable(format!("unexpected outbox row of kind {kind}")))
+                    }
+                };
                 let id: i64 = row.get(0);
                 let attempts: i32 = row.get(4);
                 items.push(OutboxItem {
                     id: u64::try_from(id).unwrap_or_default(),
-                    email: OutgoingEmail {
-                        kind,
-                        user: UserId::from_uuid(row.get(2)),
-                        to: Email::parse(&to).map_err(|e| {
-                            unavailable(format!("stored recipient is invalid: {e}"))
-                        })?,
-                    },
+                    email,
                     attempts: u32::try_from(attempts).unwrap_or_default(),
                 });
             }
@@ -518,6 +504,14 @@ impl Outbox for PgStore {
         .await
     }
 
+    async fn mark_skipped(&self, id: u64) -> Result<(), RepoError> {
+        self.set_state(
+            id,
+            "UPDATE outbox SET state = 'skipped', sent_at = now() WHERE id = $1",
+        )
+        .await
+    }
+
     async fn mark_failed(&self, id: u64) -> Result<(), RepoError> {
         self.set_state(id, "UPDATE outbox SET state = 'failed' WHERE id = $1")
             .await
@@ -531,7 +525,7 @@ impl Outbox for PgStore {
         self.with(|client| async move {
             client
                 .execute(
-                    "DELETE FROM outbox WHERE (state = 'sent' AND sent_at < $1) OR (state = 'failed' AND created_at < $2)",
+                    "DELETE FROM outbox WHERE (state IN ('sent', 'skipped') AND sent_at < $1) OR (state = 'failed' AND created_at < $2)",
                     &[&sent_before, &failed_before],
                 )
                 .await
