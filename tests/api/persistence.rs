@@ -12,7 +12,9 @@ use crate::services::services;
 
 /// How many numbered migrations `sql/` holds.
 fn migration_files() -> usize {
-    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql")).unwrap().count()
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+        .unwrap()
+        .count()
 }
 
 /// Every row of every table of the test database, as text.
