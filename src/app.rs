@@ -261,7 +261,7 @@ impl App {
                     .unwrap_or_else(|| default_link("/password/reset")),
                 verify_ttl: config.verify_ttl,
                 reset_ttl: config.reset_ttl,
-                lease: Duration::from_secs(60),
+                lease: config.outbox_lease,
                 max_attempts: 10,
                 poll: Duration::from_secs(1),
             },

@@ -182,27 +182,51 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// A Redis URL (`rediss://` for TLS). It may hold a password, so Debug never shows it.
+/// One Redis URL (`rediss://` for TLS), or several comma-separated nodes of a Redis
+/// Cluster. It may hold a password, so Debug never shows it.
 #[derive(Clone)]
-pub struct RedisUrl(String);
+pub struct RedisUrl {
+    nodes: Vec<String>,
+    cluster: bool,
+}
 
 impl RedisUrl {
-    fn parse(raw: &str) -> Result<RedisUrl, String> {
-        if !(raw.starts_with("redis://") || raw.starts_with("rediss://")) {
-            return Err("must start with redis:// or rediss:// (TLS)".into());
+    /// `cluster` forces cluster mode for a single seed node.
+    fn parse(raw: &str, cluster: bool) -> Result<RedisUrl, String> {
+        let nodes: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect();
+        for node in &nodes {
+            if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+                return Err("must start with redis:// or rediss:// (TLS)".into());
+            }
+            // The redis crate skips certificate checks for `#insecure`; authd never does.
+            if node.contains('#') {
+                return Err(
+                    "must not have a #fragment (authd always verifies TLS certificates)".into(),
+                );
+            }
+            redis::Client::open(node.as_str())
+                .map_err(|e| format!("is not a valid Redis URL ({e})"))?;
         }
-        // The redis crate skips certificate checks for `#insecure`; authd never does.
-        if raw.contains('#') {
-            return Err(
-                "must not have a #fragment (authd always verifies TLS certificates)".into(),
-            );
+        if nodes.is_empty() {
+            return Err("names no Redis node".into());
         }
-        redis::Client::open(raw).map_err(|e| format!("is not a valid Redis URL ({e})"))?;
-        Ok(RedisUrl(raw.to_string()))
+        Ok(RedisUrl {
+            cluster: cluster || nodes.len() > 1,
+            nodes,
+        })
     }
 
-    pub fn expose(&self) -> &str {
-        &self.0
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 }
 
@@ -261,6 +285,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// How long a worker's claim on an email lasts: after a crash, the email is sent by
+    /// another worker this much later.
+    pub outbox_lease: Duration,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -430,7 +457,14 @@ impl Config {
         };
 
         let database_url = r.parse("DATABASE_URL", None, |v| DatabaseUrl::parse(v).map(Some));
-        let redis_url = r.parse("REDIS_URL", None, |v| RedisUrl::parse(v).map(Some));
+        let redis_cluster = r.parse("AUTH_REDIS_CLUSTER", false, |v| match v {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(format!("must be true or false, got {v:?}")),
+        });
+        let redis_url = r.parse("REDIS_URL", None, |v| {
+            RedisUrl::parse(v, redis_cluster).map(Some)
+        });
         let db_pool_size = r.number("AUTH_DB_POOL_SIZE", 16usize, (1, 10_000));
         let db_timeout = r.duration("AUTH_DB_TIMEOUT", Duration::from_secs(2));
         let redis_timeout = r.duration("AUTH_REDIS_TIMEOUT", Duration::from_secs(1));
@@ -533,6 +567,10 @@ impl Config {
         let header_read_timeout = r.duration("AUTH_HEADER_READ_TIMEOUT", Duration::from_secs(10));
         let request_timeout = r.duration("AUTH_REQUEST_TIMEOUT", Duration::from_secs(30));
         let shutdown_grace = r.duration("AUTH_SHUTDOWN_GRACE", Duration::from_secs(10));
+        let outbox_lease = r.duration("AUTH_OUTBOX_LEASE", Duration::from_secs(60));
+        if outbox_lease < Duration::from_secs(1) {
+            r.fail("AUTH_OUTBOX_LEASE", "must be at least 1s");
+        }
         for (key, value) in [
             ("AUTH_HEADER_READ_TIMEOUT", header_read_timeout),
             ("AUTH_REQUEST_TIMEOUT", request_timeout),
@@ -593,6 +631,7 @@ impl Config {
             header_read_timeout,
             request_timeout,
             shutdown_grace,
+            outbox_lease,
             log,
             log_format,
         })

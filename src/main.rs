@@ -64,7 +64,6 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                tracing::error!("{e}");
                 eprintln!("authd: {e}");
                 ExitCode::from(2)
             }

@@ -58,13 +58,17 @@ fn bearer(value: Option<&HeaderValue>) -> Option<&str> {
 }
 
 pub async fn change(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let token = bearer(req.headers().get(AUTHORIZATION))
-        .map(str::to_string)
-        .ok_or_else(Problem::invalid_access_token)?;
+    // Authentication comes first: without a valid token, nothing else is looked at.
+    let token =
+        bearer(req.headers().get(AUTHORIZATION)).ok_or_else(Problem::invalid_access_token)?;
+    let user = state.credentials.authenticate(token)?;
     let body: Change = read_json(req).await?;
-    let current = Password::new(body.current_password).map_err(Problem::invalid_password)?;
     let new = Password::new(body.new_password).map_err(Problem::invalid_password)?;
-    state.credentials.change(&token, current, new).await?;
+    // A current password outside 8-72 bytes cannot be the current password: 401, like any
+    // other wrong one.
+    let current = Password::new(body.current_password)
+        .map_err(|_| Problem::from(crate::service::CredentialsError::WrongPassword))?;
+    state.credentials.change(user, current, new).await?;
     Ok(no_content())
 }
 

@@ -126,22 +126,24 @@ impl Worker {
                 ),
                 Ok(None) => {
                     // Nobody to reset: the request was queued only so that asking costs the
-                    // same whether or not the account exists.
+                    // same whether or not the account exists. Counted as "sent", like a
+                    // real one, so that /metrics does not tell either.
+                    self.metrics.email("sent");
                     if let Err(e) = self.outbox.mark_skipped(item.id).await {
                         tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark request skipped");
                     }
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot look the account up; will retry");
-                    self.retry(&item).await;
+                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot look the account up");
+                    self.retry_or_fail(&item).await;
                     return;
                 }
             },
         };
         if let Err(e) = self.tokens.put(purpose, &hash, user, ttl).await {
-            tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot store token; will retry");
-            self.retry(&item).await;
+            tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot store token");
+            self.retry_or_fail(&item).await;
             return;
         }
         let message = match purpose {
@@ -171,6 +173,23 @@ impl Worker {
                 if let Err(e) = self.outbox.mark_failed(item.id).await {
                     tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");
                 }
+            }
+        }
+    }
+
+    /// Tries again later, or gives up when the attempts are used up.
+    async fn retry_or_fail(&self, item: &OutboxItem) {
+        if item.attempts + 1 < self.settings.max_attempts {
+            self.retry(item).await;
+        } else {
+            tracing::error!(
+                outbox_id = item.id,
+                attempts = item.attempts + 1,
+                "email failed for good"
+            );
+            self.metrics.email("failed");
+            if let Err(e) = self.outbox.mark_failed(item.id).await {
+                tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");
             }
         }
     }

@@ -334,7 +334,7 @@ pub async fn open(
                 let store = Arc::new(
                     redis::RedisStore::new(
                         metrics,
-                        url.expose(),
+                        url,
                         config.redis_ca.clone(),
                         config.redis_prefix.clone(),
                         config.redis_timeout,

@@ -1,16 +1,20 @@
 //! The Redis repositories: one-time tokens and rate-limit counters.
 //!
-//! Every key starts with `AUTH_REDIS_PREFIX`, and every operation touches exactly one key,
-//! so all of them work unchanged on Redis Cluster. Each command is bounded by a deadline;
+//! Every key starts with `AUTH_REDIS_PREFIX`, and every operation touches exactly one key
+//! (one hash slot), so all of them work unchanged on Redis Cluster, which `REDIS_URL`
+//! selects by listing several nodes (or `AUTH_REDIS_CLUSTER=true`). Each command is bounded by a deadline;
 //! the connection manager reconnects by itself when Redis comes back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
+use crate::config::RedisUrl;
 use crate::domain::{TokenHash, UserId};
 use crate::metrics::Metrics;
 use crate::repo::{Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError};
@@ -45,9 +49,47 @@ if not n then return false end
 return {tonumber(n), redis.call('PTTL', KEYS[1])}
 ";
 
+/// One Redis server, or a Redis Cluster. Both reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Conn,
     prefix: String,
     deadline: Duration,
     hit: Script,
@@ -62,29 +104,47 @@ impl RedisStore {
     /// `ca` (PEM) replaces the Mozilla roots for `rediss://` when the server has a private CA.
     pub fn new(
         metrics: Arc<Metrics>,
-        url: &str,
+        url: &RedisUrl,
         ca: Option<Vec<u8>>,
         prefix: String,
         deadline: Duration,
     ) -> Result<RedisStore, String> {
-        let client = match ca {
-            Some(root_cert) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                },
-            ),
-            None => redis::Client::open(url),
-        }
-        .map_err(|e| format!("invalid Redis URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(deadline))
-            .set_response_timeout(Some(deadline))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("cannot set up the Redis connection: {e}"))?;
+        let certs = |root_cert: Vec<u8>| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root_cert),
+        };
+        let connection = if url.is_cluster() {
+            // The cluster client follows MOVED/ASK redirections and refreshes its slot map
+            // after a failover, within a bounded number of retries.
+            let mut builder = ClusterClientBuilder::new(url.nodes().to_vec())
+                .connection_timeout(deadline)
+                .response_timeout(deadline)
+                .retries(3)
+                .min_retry_wait(50)
+                .max_retry_wait(500);
+            if let Some(root_cert) = ca {
+                builder = builder.certs(certs(root_cert));
+            }
+            let client = builder
+                .build()
+                .map_err(|e| format!("invalid Redis Cluster nodes: {e}"))?;
+            Conn::Cluster(client.get_pending_async_connection_with_config(ClusterConfig::default()))
+        } else {
+            let node = url.nodes()[0].as_str();
+            let client = match ca {
+                Some(root_cert) => redis::Client::build_with_tls(node, certs(root_cert)),
+                None => redis::Client::open(node),
+            }
+            .map_err(|e| format!("invalid Redis URL: {e}"))?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(deadline))
+                .set_response_timeout(Some(deadline))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            let manager = ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| format!("cannot set up the Redis connection: {e}"))?;
+            Conn::Single(manager)
+        };
         Ok(RedisStore {
             connection,
             prefix,

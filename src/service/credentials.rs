@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use super::unix_now;
 use crate::cpu_pool::PoolError;
-use crate::domain::{Email, Password, ResetToken};
+use crate::domain::{Email, Password, ResetToken, UserId};
 use crate::jwt::Verifier;
 use crate::metrics::Metrics;
 use crate::passwords::Hasher;
@@ -94,27 +94,46 @@ impl Credentials {
         token: ResetToken,
         password: Password,
     ) -> Result<(), CredentialsError> {
-        // Hash first: if the bcrypt pool sheds the request, the token is still unspent.
-        let new_hash = self.hasher.hash(password).await?;
         let token_hash = token.hash();
-        let user = self
+        // A cheap look first, so that made-up tokens cost no bcrypt work.
+        if self
             .tokens
-            .take(Purpose::ResetPassword, &token_hash)
+            .peek(Purpose::ResetPassword, &token_hash)
             .await?
-            .ok_or(CredentialsError::InvalidResetToken)?;
-        match self.users.set_password(user, new_hash, true).await {
-            Ok(true) => {}
-            Ok(false) => return Err(CredentialsError::InvalidResetToken),
-            Err(e) => {
-                // PostgreSQL failed after the token was spent: put it back so the link
-                // works again once the database does (with a fresh lifetime).
-                let _ = self
-                    .tokens
-                    .put(Purpose::ResetPassword, &token_hash, user, self.reset_ttl)
-                    .await;
-                return Err(e.into());
-            }
+            .is_none()
+        {
+            return Err(CredentialsError::InvalidResetToken);
         }
+        // Hash before spending the token: if the bcrypt pool sheds the request, the token
+        // is still good.
+        let new_hash = self.hasher.hash(password).await?;
+        // Spending the token and setting the password run as their own task, so a client
+        // that disconnects (or a request timeout) cannot stop between the two.
+        let (tokens, users, ttl) = (
+            Arc::clone(&self.tokens),
+            Arc::clone(&self.users),
+            self.reset_ttl,
+        );
+        let user = tokio::spawn(async move {
+            let user = tokens
+                .take(Purpose::ResetPassword, &token_hash)
+                .await?
+                .ok_or(CredentialsError::InvalidResetToken)?;
+            match users.set_password(user, new_hash, true).await {
+                Ok(true) => Ok(user),
+                Ok(false) => Err(CredentialsError::InvalidResetToken),
+                Err(e) => {
+                    // PostgreSQL failed after the token was spent: put it back so the link
+                    // works again once the database does (with a fresh lifetime).
+                    let _ = tokens
+                        .put(Purpose::ResetPassword, &token_hash, user, ttl)
+                        .await;
+                    Err(e.into())
+                }
+            }
+        })
+        .await
+        .map_err(|e| CredentialsError::Unexpected(format!("reset task: {e}")))??;
         // Failed logins before the reset no longer count against the new password.
         if let Ok(Some(account)) = self.users.by_id(user).await {
             let _ = self
@@ -126,18 +145,23 @@ impl Credentials {
         Ok(())
     }
 
-    /// Replaces the password of the access token's user after checking the current one;
-    /// every session ends. Wrong current passwords count as failed logins.
+    /// The user an access token speaks for: RS256 only, published keys only, `iss`/`aud`
+    /// as configured, `exp` without leeway.
+    pub fn authenticate(&self, bearer: &str) -> Result<UserId, CredentialsError> {
+        self.verifier
+            .verify(bearer, unix_now())
+            .map_err(|_| CredentialsError::InvalidAccessToken)
+    }
+
+    /// Replaces the password of `user_id` (from [`Credentials::authenticate`]) after
+    /// checking the current one; every session ends. Wrong current passwords count as
+    /// failed logins.
     pub async fn change(
         &self,
-        bearer: &str,
+        user_id: UserId,
         current: Password,
         new: Password,
     ) -> Result<(), CredentialsError> {
-        let user_id = self
-            .verifier
-            .verify(bearer, unix_now())
-            .map_err(|_| CredentialsError::InvalidAccessToken)?;
         let user = self
             .users
             .by_id(user_id)

@@ -23,6 +23,7 @@ mod refresh;
 mod register;
 mod resend;
 mod rotation;
+mod scale;
 mod startup;
 mod tls;
 mod verify;

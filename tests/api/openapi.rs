@@ -196,6 +196,56 @@ async fn every_answer_of_a_flow_is_documented() {
         Some(json!({"refresh_token": 1})),
     )
     .await; // 400
+    check(
+        &doc,
+        &app,
+        "post",
+        "/password/forgot",
+        Some(json!({"email": "doc@example.com"})),
+    )
+    .await; // 202
+    check(
+        &doc,
+        &app,
+        "post",
+        "/password/forgot",
+        Some(json!({"email": "nope"})),
+    )
+    .await; // 400
+    check(
+        &doc,
+        &app,
+        "post",
+        "/password/reset",
+        Some(json!({"token": "A".repeat(43), "password": PASSWORD})),
+    )
+    .await; // 400
+    let change = json!({"current_password": PASSWORD, "new_password": "another passphrase"})
+        .to_string()
+        .into_bytes();
+    let res = app
+        .request(
+            Method::POST,
+            "/password/change",
+            &[("content-type", "application/json")],
+            Some(change.clone()),
+        )
+        .await;
+    conforms(&doc, "post", "/password/change", &res); // 401
+    let access = app.login("doc@example.com", PASSWORD).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let auth = format!("Bearer {access}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    let res = app
+        .request(Method::POST, "/password/change", &headers, Some(change))
+        .await;
+    assert_eq!(res.status, 204);
+    conforms(&doc, "post", "/password/change", &res);
     for _ in 0..3 {
         check(
             &doc,

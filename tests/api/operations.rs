@@ -72,6 +72,36 @@ async fn a_whole_flow_logs_one_json_line_per_request_and_no_secret() {
             .status,
         StatusCode::NO_CONTENT
     );
+    // The password routes too: forgot, reset with the emailed token, change with a bearer.
+    app.post_json("/password/forgot", &json!({"email": email}))
+        .await;
+    let reset_mail = sink.wait_for(2, Duration::from_secs(10)).await.remove(1);
+    let reset_token = path_of_link(reset_mail["text"].as_str().unwrap())
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .to_string();
+    let reset = json!({"token": reset_token, "password": "reset passphrase 42"});
+    assert_eq!(
+        app.post_json("/password/reset", &reset).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let third = app.login(email, "reset passphrase 42").await.json();
+    let bearer = format!("Bearer {}", third["access_token"].as_str().unwrap());
+    let change =
+        json!({"current_password": "reset passphrase 42", "new_password": "changed passphrase 42"});
+    let changed = app
+        .request(
+            Method::POST,
+            "/password/change",
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &bearer),
+            ],
+            Some(change.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT);
     let traced = app
         .request(
             Method::GET,
@@ -92,6 +122,8 @@ async fn a_whole_flow_logs_one_json_line_per_request_and_no_secret() {
     let mut secrets = vec![
         PASSWORD.to_string(),
         "wrong password xyz".into(),
+        "reset passphrase 42".into(),
+        "changed passphrase 42".into(),
         "secret.person@example.com".into(),
     ];
     for token in [
@@ -100,6 +132,9 @@ async fn a_whole_flow_logs_one_json_line_per_request_and_no_secret() {
         second["access_token"].as_str().unwrap(),
         second["refresh_token"].as_str().unwrap(),
         verification_token.as_str(),
+        reset_token.as_str(),
+        third["access_token"].as_str().unwrap(),
+        third["refresh_token"].as_str().unwrap(),
     ] {
         secrets.extend(forms_of_token(token));
     }
@@ -140,6 +175,9 @@ async fn a_whole_flow_logs_one_json_line_per_request_and_no_secret() {
         "refresh",
         "resend_verification",
         "logout",
+        "password_forgot",
+        "password_reset",
+        "password_change",
     ] {
         assert!(
             routes.contains(&route),

@@ -92,6 +92,23 @@ async fn the_rotation_runbook_never_breaks_a_valid_token() {
         Some(kid_b.as_str()),
         "the active key is listed first"
     );
+    let (session_token_b, session_refresh) = tokens(&app.refresh(&refresh).await);
+    // authd's own verifier accepts a token signed with the extra key, too (this ends the
+    // sessions, so the last step logs in again).
+    let change = app
+        .request(
+            hyper::Method::POST,
+            "/password/change",
+            &[("content-type", "application/json"), ("authorization", &format!("Bearer {token_a}"))],
+            Some(serde_json::json!({"current_password": PASSWORD, "new_password": "rotated passphrase"}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(change.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.refresh(&session_refresh).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    verify(&session_token_b, &served).unwrap();
     app.stop().await;
 
     // Step 4, after AUTH_ACCESS_TTL: drop A. B's tokens and the session carry on.
@@ -103,6 +120,6 @@ async fn the_rotation_runbook_never_breaks_a_valid_token() {
         verify(&token_a, &served).is_err(),
         "A's tokens have expired by now in real life"
     );
-    let (token_b2, _) = tokens(&app.refresh(&refresh).await);
+    let (token_b2, _) = tokens(&app.login("rotate@example.com", "rotated passphrase").await);
     verify(&token_b2, &served).unwrap();
 }
