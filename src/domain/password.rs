@@ -61,6 +61,15 @@ impl PasswordHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// 64 bits of SHA-256 of the hash: changes whenever the password does, and reveals
+    /// nothing usable about it. Stamped on reset tokens so they go stale with the password.
+    pub fn stamp(&self) -> u64 {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_ref()[..8]);
+        u64::from_be_bytes(first)
+    }
 }
 
 impl fmt::Debug for PasswordHash {

@@ -14,7 +14,7 @@ use super::{compose, Mailer, SendError};
 use crate::config::LinkTemplate;
 use crate::domain::{OpaqueToken, Reset, TokenHash, Verification};
 use crate::metrics::Metrics;
-use crate::repo::{OneTimeTokens, Outbox, OutboxItem, OutgoingEmail, Purpose, Users};
+use crate::repo::{OneTimeTokens, Outbox, OutboxItem, OutgoingEmail, Purpose, TokenSubject, Users};
 
 /// What the worker needs to turn an outbox row into an email.
 pub struct Settings {
@@ -110,17 +110,21 @@ impl Worker {
     async fn deliver(&self, item: OutboxItem) {
         let to = item.email.to();
         // The token is minted now, so its lifetime starts when the email leaves.
-        let (purpose, user, ttl, (hash, token)) = match &item.email {
+        let (purpose, subject, ttl, (hash, token)) = match &item.email {
             OutgoingEmail::Verification { user, .. } => (
                 Purpose::VerifyEmail,
-                *user,
+                TokenSubject::from(*user),
                 self.settings.verify_ttl,
                 mint::<Verification>(&self.rng),
             ),
             OutgoingEmail::PasswordReset { to } => match self.users.by_email(to).await {
                 Ok(Some(user)) => (
                     Purpose::ResetPassword,
-                    user.id,
+                    // Stamped with the current password: a reset or change makes it stale.
+                    TokenSubject {
+                        user: user.id,
+                        stamp: Some(user.password_hash.stamp()),
+                    },
                     self.settings.reset_ttl,
                     mint::<Reset>(&self.rng),
                 ),
@@ -141,7 +145,7 @@ impl Worker {
                 }
             },
         };
-        if let Err(e) = self.tokens.put(purpose, &hash, user, ttl).await {
+        if let Err(e) = self.tokens.put(purpose, &hash, subject, ttl).await {
             tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot store token");
             self.retry_or_fail(&item).await;
             return;

@@ -64,12 +64,15 @@ pub trait Users: Send + Sync {
     /// Marks the email verified. Verifying twice, or an unknown id, is not an error.
     async fn mark_verified(&self, id: UserId) -> Result<(), RepoError>;
 
-    /// Replaces the password hash, marks the email verified when `verified` is set, and
-    /// revokes every refresh-token family of the user, atomically. `false` when no such user.
+    /// Replaces the password hash — only if it is still `current`, so that of two racing
+    /// changes one wins — marks the email verified when `verified` is set, and revokes
+    /// every refresh-token family of the user, atomically. `false` when there is no such
+    /// user or its password changed meanwhile (then nothing changes).
     async fn set_password(
         &self,
         id: UserId,
-        hash: PasswordHash,
+        current: &PasswordHash,
+        new: PasswordHash,
         verified: bool,
     ) -> Result<bool, RepoError>;
 
@@ -141,23 +144,66 @@ impl Purpose {
     }
 }
 
+/// Whom a one-time token is for. A reset token also carries the stamp of the password hash
+/// current when it was issued: once the password changes, every older reset link is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSubject {
+    pub user: UserId,
+    pub stamp: Option<u64>,
+}
+
+impl From<UserId> for TokenSubject {
+    fn from(user: UserId) -> TokenSubject {
+        TokenSubject { user, stamp: None }
+    }
+}
+
+impl TokenSubject {
+    /// The stored text: `<uuid>` or `<uuid>:<stamp in hex>`.
+    pub fn encode(&self) -> String {
+        match self.stamp {
+            Some(stamp) => format!("{}:{stamp:016x}", self.user),
+            None => self.user.to_string(),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<TokenSubject> {
+        let (user, stamp) = match text.split_once(':') {
+            Some((user, stamp)) => (user, Some(u64::from_str_radix(stamp, 16).ok()?)),
+            None => (text, None),
+        };
+        Some(TokenSubject {
+            user: UserId::from_uuid(uuid::Uuid::parse_str(user).ok()?),
+            stamp,
+        })
+    }
+}
+
 #[async_trait]
 pub trait OneTimeTokens: Send + Sync {
-    /// Stores `hash → user` for `ttl`.
+    /// Stores `hash → subject` for `ttl`.
     async fn put(
         &self,
         purpose: Purpose,
         hash: &TokenHash,
-        user: UserId,
+        subject: TokenSubject,
         ttl: Duration,
     ) -> Result<(), RepoError>;
 
-    /// The user of a live entry, without consuming it.
-    async fn peek(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError>;
+    /// The subject of a live entry, without consuming it.
+    async fn peek(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenSubject>, RepoError>;
 
-    /// Returns the user and deletes the entry in one atomic step, so a token works once even
-    /// under concurrent use. `None` for unknown, expired or already used tokens.
-    async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError>;
+    /// Returns the subject and deletes the entry in one atomic step, so a token works once
+    /// even under concurrent use. `None` for unknown, expired or already used tokens.
+    async fn take(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenSubject>, RepoError>;
 }
 
 /// A rate-limited action and whom it is counted for.

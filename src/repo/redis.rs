@@ -15,9 +15,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
 use crate::config::RedisUrl;
-use crate::domain::{TokenHash, UserId};
+use crate::domain::TokenHash;
 use crate::metrics::Metrics;
-use crate::repo::{Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError};
+use crate::repo::{
+    Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError, TokenSubject,
+};
 
 fn unavailable(e: impl std::fmt::Display) -> RepoError {
     RepoError::Unavailable(format!("redis: {e}"))
@@ -216,35 +218,39 @@ impl OneTimeTokens for RedisStore {
         &self,
         purpose: Purpose,
         hash: &TokenHash,
-        user: UserId,
+        subject: TokenSubject,
         ttl: Duration,
     ) -> Result<(), RepoError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.token_key(purpose, hash))
-            .arg(user.to_string())
+            .arg(subject.encode())
             .arg("PX")
             .arg(millis(ttl));
         self.run::<()>(&cmd).await
     }
 
-    async fn peek(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
+    async fn peek(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenSubject>, RepoError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.token_key(purpose, hash));
         let value: Option<String> = self.run(&cmd).await?;
-        Ok(value
-            .and_then(|v| uuid::Uuid::parse_str(&v).ok())
-            .map(UserId::from_uuid))
+        Ok(value.as_deref().and_then(TokenSubject::decode))
     }
 
-    async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
+    async fn take(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenSubject>, RepoError> {
         // Read and delete in one atomic script (GETDEL, but also on Redis before 6.2), so a
         // token works once even when clicked many times at the same moment.
         let value: Option<String> = self
             .script(&self.take, &self.token_key(purpose, hash), &[])
             .await?;
-        Ok(value
-            .and_then(|v| uuid::Uuid::parse_str(&v).ok())
-            .map(UserId::from_uuid))
+        Ok(value.as_deref().and_then(TokenSubject::decode))
     }
 }
 

@@ -85,7 +85,8 @@ impl Accounts {
             .tokens
             .peek(Purpose::VerifyEmail, &hash)
             .await?
-            .ok_or(AccountError::InvalidToken)?;
+            .ok_or(AccountError::InvalidToken)?
+            .user;
         self.users.mark_verified(user).await?;
         if self
             .tokens

@@ -115,22 +115,37 @@ impl Credentials {
             self.reset_ttl,
         );
         let user = tokio::spawn(async move {
-            let user = tokens
+            let subject = tokens
                 .take(Purpose::ResetPassword, &token_hash)
                 .await?
                 .ok_or(CredentialsError::InvalidResetToken)?;
-            match users.set_password(user, new_hash, true).await {
-                Ok(true) => Ok(user),
-                Ok(false) => Err(CredentialsError::InvalidResetToken),
-                Err(e) => {
-                    // PostgreSQL failed after the token was spent: put it back so the link
-                    // works again once the database does (with a fresh lifetime).
-                    let _ = tokens
-                        .put(Purpose::ResetPassword, &token_hash, user, ttl)
-                        .await;
-                    Err(e.into())
+            let outcome = async {
+                let account = users
+                    .by_id(subject.user)
+                    .await?
+                    .ok_or(CredentialsError::InvalidResetToken)?;
+                // Issued before the password last changed (by an earlier reset or a change):
+                // stale, like every other link of that time.
+                if subject.stamp != Some(account.password_hash.stamp()) {
+                    return Err(CredentialsError::InvalidResetToken);
+                }
+                match users
+                    .set_password(account.id, &account.password_hash, new_hash, true)
+                    .await?
+                {
+                    true => Ok(account.id),
+                    false => Err(CredentialsError::InvalidResetToken),
                 }
             }
+            .await;
+            if let Err(CredentialsError::Unavailable(_)) = &outcome {
+                // Storage failed after the token was spent: put it back so the link works
+                // again once the database does (with a fresh lifetime).
+                let _ = tokens
+                    .put(Purpose::ResetPassword, &token_hash, subject, ttl)
+                    .await;
+            }
+            outcome
         })
         .await
         .map_err(|e| CredentialsError::Unexpected(format!("reset task: {e}")))??;
@@ -184,7 +199,14 @@ impl Credentials {
         }
         self.limits.clear(&attempts_key).await?;
         let new_hash = self.hasher.hash(new).await?;
-        self.users.set_password(user.id, new_hash, false).await?;
+        // Only if the password is still the one just checked: a concurrent reset wins.
+        if !self
+            .users
+            .set_password(user.id, &user.password_hash, new_hash, false)
+            .await?
+        {
+            return Err(CredentialsError::WrongPassword);
+        }
         tracing::info!(user_id = %user.id, "password changed; every session revoked");
         Ok(())
     }

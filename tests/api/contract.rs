@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use authd::domain::{Email, PasswordHash, TokenHash, UserId};
 use authd::repo::{
     CreateUserError, NewRefreshToken, NewUser, OutgoingEmail, Purpose, RateKey, Repos, Rotation,
+    TokenSubject,
 };
 use authd::Config;
 
@@ -128,9 +129,17 @@ async fn verification_and_password_changes_stick(backend: Backend) {
         .start_family(id, token(1, DAY))
         .await
         .unwrap();
+    let old = PasswordHash::from_stored("$2b$04$x".into());
+    // A change based on a password that is no longer current changes nothing.
+    let stale = PasswordHash::from_stored("not the current hash".into());
+    assert!(!repos
+        .users
+        .set_password(id, &stale, PasswordHash::from_stored("lost".into()), true)
+        .await
+        .unwrap());
     assert!(repos
         .users
-        .set_password(id, PasswordHash::from_stored("new".into()), true)
+        .set_password(id, &old, PasswordHash::from_stored("new".into()), true)
         .await
         .unwrap());
     assert_eq!(
@@ -155,6 +164,7 @@ async fn verification_and_password_changes_stick(backend: Backend) {
         .users
         .set_password(
             UserId::random(),
+            &old,
             PasswordHash::from_stored("x".into()),
             false
         )
@@ -346,7 +356,7 @@ both!(one_time_tokens_work_once_per_purpose_and_expire);
 async fn one_time_tokens_work_once_per_purpose_and_expire(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let ot = &repos.one_time_tokens;
-    let user = UserId::random();
+    let user = TokenSubject::from(UserId::random());
     ot.put(
         Purpose::VerifyEmail,
         &hash(1),
@@ -375,6 +385,28 @@ async fn one_time_tokens_work_once_per_purpose_and_expire(backend: Backend) {
     assert_eq!(ot.take(Purpose::VerifyEmail, &hash(1)).await.unwrap(), None);
     assert_eq!(ot.peek(Purpose::VerifyEmail, &hash(1)).await.unwrap(), None);
 
+    // Reset tokens carry a password stamp, stored and returned as it was.
+    let stamped = TokenSubject {
+        user: user.user,
+        stamp: Some(u64::MAX - 7),
+    };
+    ot.put(
+        Purpose::ResetPassword,
+        &hash(3),
+        stamped,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ot.peek(Purpose::ResetPassword, &hash(3)).await.unwrap(),
+        Some(stamped)
+    );
+    assert_eq!(
+        ot.take(Purpose::ResetPassword, &hash(3)).await.unwrap(),
+        Some(stamped)
+    );
+
     ot.put(
         Purpose::ResetPassword,
         &hash(2),
@@ -393,7 +425,7 @@ async fn one_time_tokens_work_once_per_purpose_and_expire(backend: Backend) {
 both!(concurrent_takes_of_one_token_have_one_winner);
 async fn concurrent_takes_of_one_token_have_one_winner(backend: Backend) {
     let (repos, _s) = repos(backend).await;
-    let user = UserId::random();
+    let user = TokenSubject::from(UserId::random());
     repos
         .one_time_tokens
         .put(

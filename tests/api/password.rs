@@ -390,3 +390,48 @@ async fn a_change_checks_the_current_password_with_the_login_limit(backend: Back
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.header("retry-after").is_some());
 }
+
+both!(older_reset_links_go_stale_when_the_password_changes);
+async fn older_reset_links_go_stale_when_the_password_changes(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    app.verified_user("stale@example.com").await;
+    forgot(&app, "stale@example.com").await;
+    let first = reset_token(&app, "stale@example.com", 2).await;
+    forgot(&app, "stale@example.com").await;
+    let second = reset_token(&app, "stale@example.com", 3).await;
+    assert_ne!(first, second);
+    assert_eq!(
+        reset(&app, &second, NEW_PASSWORD).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // The first link was issued for the old password: it no longer works.
+    let stale = reset(&app, &first, "an attacker's passphrase").await;
+    assert_eq!(stale.status, StatusCode::BAD_REQUEST);
+    assert_eq!(stale.problem_code(), "invalid_token");
+    assert_eq!(
+        app.login("stale@example.com", NEW_PASSWORD).await.status,
+        StatusCode::OK
+    );
+
+    // Likewise after a change made with an access token.
+    forgot(&app, "stale@example.com").await;
+    let third = reset_token(&app, "stale@example.com", 4).await;
+    let login = app.login("stale@example.com", NEW_PASSWORD).await.json();
+    let access_now = login["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        change(&app, Some(&access_now), NEW_PASSWORD, "third passphrase!")
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        reset(&app, &third, "an attacker's passphrase").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.login("stale@example.com", "third passphrase!")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -610,6 +610,17 @@ impl SmtpSink {
             .collect()
     }
 
+    /// The recipient of every message received, sorted.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .messages()
+            .iter()
+            .map(|m| m["to"][0].as_str().unwrap_or_default().to_string())
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Recipients the server was offered (accepted or refused).
     pub fn attempts(&self) -> usize {
         std::fs::read_to_string(self.dir.join("attempts")).map_or(0, |t| t.lines().count())

@@ -129,14 +129,19 @@ impl Users for MemoryDb {
     async fn set_password(
         &self,
         id: UserId,
-        hash: PasswordHash,
+        current: &PasswordHash,
+        new: PasswordHash,
         verified: bool,
     ) -> Result<bool, RepoError> {
         let mut state = self.lock()?;
-        let Some(user) = state.users.get_mut(&id) else {
+        let Some(user) = state
+            .users
+            .get_mut(&id)
+            .filter(|u| u.password_hash == *current)
+        else {
             return Ok(false);
         };
-        user.password_hash = hash;
+        user.password_hash = new;
         user.email_verified |= verified;
         state.revoke_families_of(id);
         Ok(true)

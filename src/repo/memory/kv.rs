@@ -14,12 +14,14 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::domain::{TokenHash, UserId};
-use crate::repo::{Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError};
+use crate::domain::TokenHash;
+use crate::repo::{
+    Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError, TokenSubject,
+};
 
 #[derive(Clone, Copy)]
 enum Value {
-    User(UserId),
+    Subject(TokenSubject),
     Count(u64),
 }
 
@@ -162,12 +164,12 @@ impl OneTimeTokens for MemoryKv {
         &self,
         purpose: Purpose,
         hash: &TokenHash,
-        user: UserId,
+        subject: TokenSubject,
         ttl: Duration,
     ) -> Result<(), RepoError> {
         let wake = self.lock()?.set(
             Self::token_key(purpose, hash),
-            Value::User(user),
+            Value::Subject(subject),
             Instant::now() + ttl,
         );
         if wake {
@@ -176,27 +178,35 @@ impl OneTimeTokens for MemoryKv {
         Ok(())
     }
 
-    async fn peek(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
+    async fn peek(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenSubject>, RepoError> {
         let key = Self::token_key(purpose, hash);
         Ok(match self.lock()?.live(&key, Instant::now()) {
             Some(Entry {
-                value: Value::User(user),
+                value: Value::Subject(subject),
                 ..
-            }) => Some(*user),
+            }) => Some(*subject),
             _ => None,
         })
     }
 
-    async fn take(&self, purpose: Purpose, hash: &TokenHash) -> Result<Option<UserId>, RepoError> {
+    async fn take(
+        &self,
+        purpose: Purpose,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenSubject>, RepoError> {
         let key = Self::token_key(purpose, hash);
         let mut state = self.lock()?;
         let now = Instant::now();
         let live = state.live(&key, now).is_some();
         match state.remove(&key) {
             Some(Entry {
-                value: Value::User(user),
+                value: Value::Subject(subject),
                 ..
-            }) if live => Ok(Some(user)),
+            }) if live => Ok(Some(subject)),
             _ => Ok(None),
         }
     }
@@ -262,6 +272,7 @@ impl Dependency for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::UserId;
 
     #[tokio::test(start_paused = true)]
     async fn expired_keys_are_purged_by_the_background_task() {
@@ -270,7 +281,7 @@ mod tests {
         kv.put(
             Purpose::VerifyEmail,
             &hash,
-            UserId::random(),
+            UserId::random().into(),
             Duration::from_secs(10),
         )
         .await

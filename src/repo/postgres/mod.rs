@@ -242,27 +242,33 @@ impl Users for PgStore {
     async fn set_password(
         &self,
         id: UserId,
-        hash: PasswordHash,
+        current: &PasswordHash,
+        new: PasswordHash,
         verified: bool,
     ) -> Result<bool, RepoError> {
+        let current = current.clone();
         self.with(|mut client| async move {
             let tx = client.transaction().await.map_err(db_error)?;
             let updated = tx
                 .execute(
                     "UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now()
-                     WHERE id = $1",
-                    &[&id.as_uuid(), &hash.as_str(), &verified],
+                     WHERE id = $1 AND password_hash = $4",
+                    &[&id.as_uuid(), &new.as_str(), &verified, &current.as_str()],
                 )
                 .await
                 .map_err(db_error)?;
+            if updated != 1 {
+                // No such user, or another change won the race: change nothing.
+                return Ok(false);
+            }
             tx.execute(
                 "UPDATE refresh_families SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
                 &[&id.as_uuid()],
             )
             .await
             .map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
-            Ok(updated == 1)
+                        tx.commit().await.map_err(db_error)?;
+            Ok(true)
         })
         .await
     }
