@@ -669,14 +669,18 @@ impl RedisCluster {
             apt_install(&["redis-server"])
                 .map_err(|why| format!("The cluster tests need redis-server ({why})."))?;
         }
+        // One cluster starts at a time in this process: otherwise two tests could both find
+        // the same ports free before either cluster listens on them.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/redis-cluster");
         let dir = temp_dir("cluster");
-        // Six consecutive free ports, and their cluster-bus ports (+10000).
+        // Six consecutive free ports, and their cluster-bus ports (+10000), from a spot that
+        // differs between test processes.
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-        let base = (0..200)
-            .map(|i| {
-                20_000 + ((std::process::id() as u16).wrapping_mul(7) % 150 + i) * 100 % 30_000
-            })
+        let offset = (uuid::Uuid::new_v4().as_u128() % 300) as u16;
+        let base = (0..300u16)
+            .map(|i| 20_000 + ((offset + i) % 300) * 100)
             .find(|b| (0..6).all(|i| free(b + i) && free(b + i + 10_000)))
             .ok_or("no free ports for a Redis Cluster")?;
         let watch = format!(
