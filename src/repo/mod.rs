@@ -106,8 +106,15 @@ pub enum Rotation {
 
 #[async_trait]
 pub trait RefreshTokens: Send + Sync {
-    /// Starts a new family (a login session) with its first token.
-    async fn start_family(&self, user: UserId, first: NewRefreshToken) -> Result<(), RepoError>;
+    /// Starts a new family (a login session) with its first token — only if the user's
+    /// password is still `password`, the one the login checked, so that a reset or change
+    /// committed meanwhile cannot be outlived by this session. `false`: nothing started.
+    async fn start_family(
+        &self,
+        user: UserId,
+        password: &PasswordHash,
+        first: NewRefreshToken,
+    ) -> Result<bool, RepoError>;
 
     /// Rotates `presented` into `successor` as one atomic step: of many concurrent calls
     /// with one token, exactly one gets `Rotated`. Classifies every other case (see

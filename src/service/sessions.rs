@@ -100,9 +100,16 @@ impl Sessions {
             return Err(SessionError::EmailNotVerified);
         }
         let refresh_token = RefreshToken::generate(&self.rng);
-        self.refresh_tokens
-            .start_family(user.id, self.new_record(&refresh_token))
-            .await?;
+        // Only if the password is still the one just checked: a reset or change that
+        // committed during the bcrypt check wins, and this login fails like a wrong one.
+        let record = self.new_record(&refresh_token);
+        if !self
+            .refresh_tokens
+            .start_family(user.id, &user.password_hash, record)
+            .await?
+        {
+            return Err(SessionError::InvalidCredentials);
+        }
         tracing::info!(user_id = %user.id, "login");
         self.pair(user.id, refresh_token).await
     }

@@ -44,6 +44,11 @@ fn verification_for(user: UserId, to: &str) -> OutgoingEmail {
     }
 }
 
+/// The password hash every contract-test user is created with.
+fn stored_hash() -> PasswordHash {
+    PasswordHash::from_stored("$2b$04$x".into())
+}
+
 async fn new_user(repos: &Repos, address: &str) -> UserId {
     let id = UserId::random();
     let user = NewUser {
@@ -126,7 +131,7 @@ async fn verification_and_password_changes_stick(backend: Backend) {
 
     repos
         .refresh_tokens
-        .start_family(id, token(1, DAY))
+        .start_family(id, &stored_hash(), token(1, DAY))
         .await
         .unwrap();
     let old = PasswordHash::from_stored("$2b$04$x".into());
@@ -172,6 +177,30 @@ async fn verification_and_password_changes_stick(backend: Backend) {
         .unwrap());
 }
 
+both!(a_session_starts_only_under_the_password_that_was_checked);
+async fn a_session_starts_only_under_the_password_that_was_checked(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let user = new_user(&repos, "racer@example.com").await;
+    let rt = &repos.refresh_tokens;
+    let stale = PasswordHash::from_stored("changed meanwhile".into());
+    assert!(!rt.start_family(user, &stale, token(1, DAY)).await.unwrap());
+    let now = SystemTime::now();
+    assert_eq!(
+        rt.rotate(&hash(1), token(2, DAY), now, Duration::ZERO)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    assert!(!rt
+        .start_family(UserId::random(), &stored_hash(), token(3, DAY))
+        .await
+        .unwrap());
+    assert!(rt
+        .start_family(user, &stored_hash(), token(4, DAY))
+        .await
+        .unwrap());
+}
+
 both!(rotation_classifies_every_presented_token);
 async fn rotation_classifies_every_presented_token(backend: Backend) {
     let (repos, _s) = repos(backend).await;
@@ -185,7 +214,9 @@ async fn rotation_classifies_every_presented_token(backend: Backend) {
         Rotation::Unknown
     );
 
-    rt.start_family(user, token(1, DAY)).await.unwrap();
+    rt.start_family(user, &stored_hash(), token(1, DAY))
+        .await
+        .unwrap();
     assert_eq!(
         rt.rotate(&hash(1), token(2, DAY), now(), Duration::ZERO)
             .await
@@ -213,7 +244,9 @@ async fn rotation_classifies_every_presented_token(backend: Backend) {
     );
 
     // Within the grace, reuse is refused but the family lives on.
-    rt.start_family(user, token(20, DAY)).await.unwrap();
+    rt.start_family(user, &stored_hash(), token(20, DAY))
+        .await
+        .unwrap();
     let grace = Duration::from_secs(60);
     assert!(matches!(
         rt.rotate(&hash(20), token(21, DAY), now(), grace)
@@ -249,7 +282,7 @@ async fn rotation_classifies_every_presented_token(backend: Backend) {
     );
 
     // Expired.
-    rt.start_family(user, token(30, Duration::from_secs(60)))
+    rt.start_family(user, &stored_hash(), token(30, Duration::from_secs(60)))
         .await
         .unwrap();
     let after_expiry = now() + Duration::from_secs(61);
@@ -261,7 +294,9 @@ async fn rotation_classifies_every_presented_token(backend: Backend) {
     );
 
     // Logout revokes the family of any of its tokens; unknown tokens are ignored.
-    rt.start_family(user, token(40, DAY)).await.unwrap();
+    rt.start_family(user, &stored_hash(), token(40, DAY))
+        .await
+        .unwrap();
     assert!(matches!(
         rt.rotate(&hash(40), token(41, DAY), now(), Duration::ZERO)
             .await
@@ -284,7 +319,7 @@ async fn concurrent_rotations_of_one_token_have_one_winner(backend: Backend) {
     let user = new_user(&repos, "eve@example.com").await;
     repos
         .refresh_tokens
-        .start_family(user, token(1, DAY))
+        .start_family(user, &stored_hash(), token(1, DAY))
         .await
         .unwrap();
     let tasks: Vec<_> = (0..32u8)
@@ -319,12 +354,12 @@ async fn expired_refresh_tokens_are_purged(backend: Backend) {
     let user = new_user(&repos, "fay@example.com").await;
     repos
         .refresh_tokens
-        .start_family(user, token(1, Duration::from_secs(60)))
+        .start_family(user, &stored_hash(), token(1, Duration::from_secs(60)))
         .await
         .unwrap();
     repos
         .refresh_tokens
-        .start_family(user, token(2, DAY))
+        .start_family(user, &stored_hash(), token(2, DAY))
         .await
         .unwrap();
     let purged = repos

@@ -150,8 +150,20 @@ impl Users for MemoryDb {
 
 #[async_trait]
 impl RefreshTokens for MemoryDb {
-    async fn start_family(&self, user: UserId, first: NewRefreshToken) -> Result<(), RepoError> {
+    async fn start_family(
+        &self,
+        user: UserId,
+        password: &PasswordHash,
+        first: NewRefreshToken,
+    ) -> Result<bool, RepoError> {
         let mut state = self.lock()?;
+        if state
+            .users
+            .get(&user)
+            .is_none_or(|u| u.password_hash != *password)
+        {
+            return Ok(false);
+        }
         state.next_family += 1;
         let family = state.next_family;
         state.families.insert(
@@ -169,7 +181,7 @@ impl RefreshTokens for MemoryDb {
                 rotated_at: None,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
     async fn rotate(

@@ -276,12 +276,23 @@ impl Users for PgStore {
 
 #[async_trait]
 impl RefreshTokens for PgStore {
-    async fn start_family(&self, user: UserId, first: NewRefreshToken) -> Result<(), RepoError> {
+    async fn start_family(
+        &self,
+        user: UserId,
+        password: &PasswordHash,
+        first: NewRefreshToken,
+    ) -> Result<bool, RepoError> {
+        let password = password.clone();
         self.with(|client| async move {
+            // FOR SHARE on the user row: a concurrent password change (which updates that
+            // row, then revokes the families) either waits for this session to exist and
+            // then revokes it, or commits first and this finds the password changed.
             let stmt = client
                 .prepare_cached(
-                    "WITH family AS (
-                         INSERT INTO refresh_families (id, user_id) VALUES ($1, $2) RETURNING id
+                    "WITH account AS (
+                         SELECT id FROM users WHERE id = $2 AND password_hash = $5 FOR SHARE
+                     ), family AS (
+                         INSERT INTO refresh_families (id, user_id) SELECT $1, id FROM account RETURNING id
                      )
                      INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
                      SELECT $3, id, $4 FROM family",
@@ -290,11 +301,11 @@ impl RefreshTokens for PgStore {
                 .map_err(db_error)?;
             let family = Uuid::new_v4();
             let hash: &[u8] = first.hash.as_bytes();
-            client
-                .execute(&stmt, &[&family, &user.as_uuid(), &hash, &first.expires_at])
+            let started = client
+                .execute(&stmt, &[&family, &user.as_uuid(), &hash, &first.expires_at, &password.as_str()])
                 .await
                 .map_err(db_error)?;
-            Ok(())
+            Ok(started == 1)
         })
         .await
     }
