@@ -3,7 +3,7 @@
 //! Why not `spawn_blocking`: tokio's blocking pool grows to hundreds of threads and queues
 //! without limit, so a login flood would both thrash the cores and build an unbounded
 //! backlog. Here the thread count is fixed and the queue has a bound; past it, work is
-//! refused at once ([`Overloaded`]) and the caller sheds the request with a 503.
+//! refused at once ([`PoolError::Overloaded`]) and the caller sheds the request with a 503.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -23,15 +23,14 @@ pub enum Priority {
     Low,
 }
 
-/// The pool's queue is full; try again later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overloaded;
-
 /// Why pooled work produced no result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
+    /// The queue is full; try again later.
+    #[error("the CPU pool is full")]
     Overloaded,
     /// The job panicked; the worker thread survives.
+    #[error("a CPU pool job panicked")]
     Panicked,
 }
 

@@ -5,9 +5,8 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use authd::config::{Config, Env, LogFormat};
+use authd::config::{Config, Env, LogConfig, LogFormat};
 use authd::App;
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
 const USAGE: &str = "usage: authd            serve (configured by environment variables, see README)\n       authd migrate    apply the database migrations in DATABASE_URL and exit\n       authd --version  print the version";
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    init_logging(&config.log);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -74,31 +73,30 @@ fn main() -> ExitCode {
 /// `authd migrate`: applies the schema and exits, for deployments that migrate before
 /// rolling out (start-up migrates too, so this is optional).
 async fn migrate(config: &Config) -> ExitCode {
-    let Some(url) = &config.database_url else {
+    let Some(url) = &config.storage.database else {
         eprintln!("authd: DATABASE_URL is not set: there is no database to migrate");
         return ExitCode::from(2);
     };
     let run = authd::repo::postgres::migrate::run(url);
-    match tokio::time::timeout(std::time::Duration::from_secs(30), run)
-        .await
-        .unwrap_or_else(|_| Err("PostgreSQL did not answer within 30s".into()))
-    {
-        Ok(applied) => {
+    match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
+        Ok(Ok(applied)) => {
             tracing::info!(applied = applied.len(), "database is up to date");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("authd: DATABASE_URL: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("authd: DATABASE_URL: PostgreSQL did not answer within 30s");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(config: &Config) {
-    // Config::load has already checked that the filter parses.
-    let filter: Targets = config.log.parse().unwrap_or_else(|_| Targets::new());
-    let registry = tracing_subscriber::registry().with(filter);
-    match config.log_format {
+fn init_logging(config: &LogConfig) {
+    let registry = tracing_subscriber::registry().with(config.filter.clone());
+    match config.format {
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json())
             .init(),

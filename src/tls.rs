@@ -12,28 +12,49 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::jwt::pem;
 
-/// The certificates of a PEM CA file, checked to hold at least one.
-pub fn read_ca_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs: Vec<Vec<u8>> = pem::decode_all(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .into_iter()
-        .filter(|(label, _)| label == "CERTIFICATE")
-        .map(|(_, der)| der)
-        .collect();
-    if certs.is_empty() {
-        return Err(format!("{} holds no CERTIFICATE", path.display()));
-    }
-    Ok(certs)
+/// A PEM CA file, read once: its text (what the redis crate takes) and its certificates
+/// (what rustls takes), checked to hold at least one.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pem: Vec<u8>,
+    certs: Vec<Vec<u8>>,
 }
 
-/// A client configuration trusting `ca` (DER certificates), or the Mozilla roots when none.
-pub fn client_config(ca: Option<&[Vec<u8>]>) -> Result<Arc<ClientConfig>, String> {
+impl CaFile {
+    pub fn read(path: &Path) -> Result<CaFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certs: Vec<Vec<u8>> = pem::decode_all(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .into_iter()
+            .filter(|(label, _)| label == "CERTIFICATE")
+            .map(|(_, der)| der)
+            .collect();
+        if certs.is_empty() {
+            return Err(format!("{} holds no CERTIFICATE", path.display()));
+        }
+        Ok(CaFile {
+            pem: text.into_bytes(),
+            certs,
+        })
+    }
+
+    pub fn pem(&self) -> &[u8] {
+        &self.pem
+    }
+
+    /// The DER certificates.
+    pub fn certs(&self) -> &[Vec<u8>] {
+        &self.certs
+    }
+}
+
+/// A client configuration trusting `ca`, or the Mozilla roots when none.
+pub fn client_config(ca: Option<&CaFile>) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     match ca {
-        Some(certs) => {
-            for der in certs {
+        Some(ca) => {
+            for der in ca.certs() {
                 roots
                     .add(CertificateDer::from(der.clone()))
                     .map_err(|e| format!("unusable CA certificate: {e}"))?;
@@ -57,14 +78,15 @@ mod tests {
     #[test]
     fn reads_the_test_ca_and_builds_a_config() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/tls/ca.pem"));
-        let certs = read_ca_file(path).unwrap();
-        assert_eq!(certs.len(), 1);
-        assert!(client_config(Some(&certs)).is_ok());
+        let ca = CaFile::read(path).unwrap();
+        assert_eq!(ca.certs().len(), 1);
+        assert!(ca.pem().starts_with(b"-----BEGIN CERTIFICATE-----"));
+        assert!(client_config(Some(&ca)).is_ok());
         assert!(client_config(None).is_ok());
         let not_a_ca = Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/testdata/tls/server.key"
         ));
-        assert!(read_ca_file(not_a_ca).is_err());
+        assert!(CaFile::read(not_a_ca).is_err());
     }
 }

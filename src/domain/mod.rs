@@ -1,16 +1,18 @@
-//! Typed values parsed once at the edge. After a handler, nothing takes a raw `String`:
-//! services and repositories only see these types, so an unvalidated email or an
-//! over-long password cannot reach them.
+//! Typed values parsed once at the edge, and the pure rules about them. After a handler,
+//! nothing takes a raw `String`: services and repositories only see these types, so an
+//! unvalidated email or an over-long password cannot reach them.
 
 mod email;
 mod password;
+mod session;
 mod tokens;
 mod user;
 
 pub use email::{Email, EmailError};
-pub use password::{Password, PasswordError, PasswordHash};
+pub use password::{CurrentPassword, Password, PasswordError, PasswordHash};
+pub use session::{classify, SessionId, TokenState, Verdict};
 pub use tokens::{
-    MalformedToken, OpaqueToken, Refresh, RefreshToken, Reset, ResetToken, TokenHash, Verification,
-    VerificationToken,
+    MalformedToken, OpaqueToken, Refresh, RefreshToken, Reset, ResetGrant, ResetToken, TokenHash,
+    Verification, VerificationToken,
 };
 pub use user::{User, UserId};

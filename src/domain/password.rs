@@ -2,8 +2,11 @@
 
 use std::fmt;
 
-/// A password as the user typed it. Debug never shows it, and there is no Display.
-pub struct Password(String);
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// A password as the user typed it: redacted in Debug, zeroed when dropped, no Display.
+#[derive(Debug)]
+pub struct Password(SecretString);
 
 /// Why a new password is refused. The message is safe to show a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,18 +36,28 @@ impl Password {
         } else if raw.len() > Self::MAX_LEN {
             Err(PasswordError::TooLong)
         } else {
-            Ok(Password(raw))
+            Ok(Password(raw.into()))
         }
     }
 
+    /// The text, for bcrypt only.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
+/// The current password, as given to change it. Text outside the password rules is kept
+/// as `Impossible` rather than refused here: what that means (it cannot be the stored
+/// password) is the service's to say.
+#[derive(Debug)]
+pub enum CurrentPassword {
+    Possible(Password),
+    Impossible,
+}
+
+impl CurrentPassword {
+    pub fn parse(raw: String) -> CurrentPassword {
+        Password::new(raw).map_or(CurrentPassword::Impossible, CurrentPassword::Possible)
     }
 }
 
@@ -61,17 +74,9 @@ impl PasswordHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// 64 bits of SHA-256 of the hash: changes whenever the password does, and reveals
-    /// nothing usable about it. Stamped on reset tokens so they go stale with the password.
-    pub fn stamp(&self) -> u64 {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest.as_ref()[..8]);
-        u64::from_be_bytes(first)
-    }
 }
 
+/// Not a secret the way a password is, but nothing a log needs either.
 impl fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PasswordHash(<redacted>)")
@@ -112,5 +117,23 @@ mod tests {
     fn debug_redacts() {
         let password = Password::new("hunter2hunter2".into()).unwrap();
         assert!(!format!("{password:?}").contains("hunter2"));
+        let current = CurrentPassword::parse("hunter2hunter2".into());
+        assert!(!format!("{current:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_current_password_outside_the_rules_is_impossible() {
+        assert!(matches!(
+            CurrentPassword::parse("short".into()),
+            CurrentPassword::Impossible
+        ));
+        assert!(matches!(
+            CurrentPassword::parse("x".repeat(73)),
+            CurrentPassword::Impossible
+        ));
+        assert!(matches!(
+            CurrentPassword::parse("long enough".into()),
+            CurrentPassword::Possible(_)
+        ));
     }
 }

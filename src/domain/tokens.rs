@@ -2,7 +2,8 @@
 //!
 //! Each token is 32 bytes from the operating system's CSPRNG, shown to its holder as
 //! unpadded base64url (43 characters). Only its SHA-256 is ever stored. The kind is part of
-//! the type, so a verification token cannot be passed where a refresh token is expected.
+//! the type — of the token and of its hash — so a verification token cannot be passed, or
+//! looked up, where a refresh or reset token is expected.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,25 +11,32 @@ use std::marker::PhantomData;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::{ExposeSecret as _, SecretBox};
+
+use super::UserId;
 
 const TOKEN_BYTES: usize = 32;
 /// Length of the base64url text of 32 bytes without padding.
 const TOKEN_CHARS: usize = 43;
 
 /// Marker for refresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Refresh {}
 /// Marker for email verification tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verification {}
 /// Marker for password reset tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reset {}
 
 pub type RefreshToken = OpaqueToken<Refresh>;
 pub type VerificationToken = OpaqueToken<Verification>;
 pub type ResetToken = OpaqueToken<Reset>;
 
-/// A token as its holder sees it. Debug never shows it.
+/// A token as its holder sees it: redacted in Debug, zeroed when dropped.
+#[derive(Debug)]
 pub struct OpaqueToken<K> {
-    bytes: [u8; TOKEN_BYTES],
+    bytes: SecretBox<[u8; TOKEN_BYTES]>,
     kind: PhantomData<K>,
 }
 
@@ -37,6 +45,13 @@ pub struct OpaqueToken<K> {
 pub struct MalformedToken;
 
 impl<K> OpaqueToken<K> {
+    fn from_bytes(bytes: [u8; TOKEN_BYTES]) -> OpaqueToken<K> {
+        OpaqueToken {
+            bytes: SecretBox::new(Box::new(bytes)),
+            kind: PhantomData,
+        }
+    }
+
     /// Draws a new token from the system CSPRNG.
     pub fn generate(rng: &SystemRandom) -> OpaqueToken<K> {
         let mut bytes = [0u8; TOKEN_BYTES];
@@ -44,10 +59,7 @@ impl<K> OpaqueToken<K> {
         // can be done then, and issuing a predictable token would be worse than stopping.
         rng.fill(&mut bytes)
             .expect("the operating system's random generator failed");
-        OpaqueToken {
-            bytes,
-            kind: PhantomData,
-        }
+        OpaqueToken::from_bytes(bytes)
     }
 
     /// Accepts exactly the canonical 43-character unpadded base64url form of 32 bytes.
@@ -57,55 +69,64 @@ impl<K> OpaqueToken<K> {
         }
         let decoded = URL_SAFE_NO_PAD.decode(text).map_err(|_| MalformedToken)?;
         let bytes: [u8; TOKEN_BYTES] = decoded.try_into().map_err(|_| MalformedToken)?;
-        Ok(OpaqueToken {
-            bytes,
-            kind: PhantomData,
-        })
+        Ok(OpaqueToken::from_bytes(bytes))
     }
 
     /// The text handed to the holder. Call only to put it in a response body or an email.
     pub fn expose(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.bytes)
+        URL_SAFE_NO_PAD.encode(self.bytes.expose_secret())
     }
 
     /// SHA-256 of the raw 32 bytes: what storage keeps and looks up.
-    pub fn hash(&self) -> TokenHash {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &self.bytes);
+    pub fn hash(&self) -> TokenHash<K> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.bytes.expose_secret());
         let mut out = [0u8; 32];
         out.copy_from_slice(digest.as_ref());
-        TokenHash(out)
+        TokenHash {
+            bytes: out,
+            kind: PhantomData,
+        }
     }
 }
 
-impl<K> fmt::Debug for OpaqueToken<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OpaqueToken(<redacted>)")
-    }
-}
-
-/// SHA-256 of a token. Not secret in the way the token is, but still never logged.
+/// SHA-256 of a token of kind `K`. Not secret in the way the token is, but never logged.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TokenHash([u8; 32]);
+pub struct TokenHash<K> {
+    bytes: [u8; 32],
+    kind: PhantomData<K>,
+}
 
-impl TokenHash {
-    pub fn from_bytes(bytes: [u8; 32]) -> TokenHash {
-        TokenHash(bytes)
+impl<K> TokenHash<K> {
+    /// A hash read back from storage (or made up by a test).
+    pub fn from_bytes(bytes: [u8; 32]) -> TokenHash<K> {
+        TokenHash {
+            bytes,
+            kind: PhantomData,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+        &self.bytes
     }
 
     /// Lower-case hex, for key-value stores whose keys are text.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        self.bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
-impl fmt::Debug for TokenHash {
+impl<K> fmt::Debug for TokenHash<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TokenHash(<redacted>)")
     }
+}
+
+/// What a reset token stands for: the account, and the stamp of its password when the link
+/// was issued. Issuing and checking the stamp is `service::passwords`' business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetGrant {
+    pub user: UserId,
+    pub stamp: u64,
 }
 
 #[cfg(test)]

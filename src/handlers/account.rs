@@ -4,7 +4,7 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::app::State;
+use super::State;
 use crate::domain::{Email, Password, VerificationToken};
 use crate::http::body::{json, no_content, read_json};
 use crate::http::{Problem, Response};

@@ -1,8 +1,12 @@
-//! Handlers: parse the request into domain types, call a service, map the result.
-//! Rules live in the services; nothing here touches storage directly.
+//! Handlers: parse the request into domain types, call one service, map the result. No
+//! rules live here, and nothing here touches storage. [`crate::router`] says which handler
+//! answers which route.
 
 pub mod account;
 pub mod health;
 pub mod keys;
 pub mod password;
 pub mod session;
+mod state;
+
+pub use state::{JwksDocument, State};

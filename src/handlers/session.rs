@@ -5,7 +5,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use hyper::{Request, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::app::State;
+use super::State;
 use crate::domain::{Email, Password, RefreshToken};
 use crate::http::body::{json, no_content, read_json};
 use crate::http::{Problem, Response};

@@ -42,11 +42,8 @@ impl Cors {
     }
 
     /// Extra headers for a preflight answer from an allowed origin.
-    pub fn preflight(&self, allow: &'static str, headers: &mut HeaderMap) {
-        headers.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(allow),
-        );
+    pub fn preflight(&self, allow: HeaderValue, headers: &mut HeaderMap) {
+        headers.insert(ACCESS_CONTROL_ALLOW_METHODS, allow);
         headers.insert(
             ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("Authorization, Content-Type, X-Request-Id"),

@@ -1,14 +1,13 @@
-//! HTTP in and out: routing, request bodies, problem responses, CORS, request ids.
-//!
-//! [`server::handle`] is the one entry point for a request; it wraps the router with what
-//! every response needs (request id, CORS, HEAD, metrics, the access log line).
+//! HTTP plumbing every handler shares, with no knowledge of routes or services' state:
+//! request bodies ([`body`]), problem responses ([`problem`], the one place errors become
+//! responses), CORS ([`cors`]), request ids ([`request_id`]), bearer credentials
+//! ([`bearer`]).
 
+pub mod bearer;
 pub mod body;
 pub mod cors;
 pub mod problem;
 pub mod request_id;
-pub mod router;
-pub mod server;
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -12,12 +12,12 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::Response;
-use crate::domain::{EmailError, PasswordError};
-use crate::service::{AccountError, CredentialsError, SessionError};
+use crate::domain::{EmailError, PasswordError as PasswordFormatError};
+use crate::service::{AccountError, InvalidAccessToken, PasswordError, ServerError, SessionError};
 
-/// The `code` of a problem response, kept on the response for metrics.
+/// Marks a response that shed load (a full CPU pool), for `authd_shed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProblemCode(pub &'static str);
+pub struct Shed;
 
 /// An error response under construction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +26,12 @@ pub struct Problem {
     pub code: &'static str,
     pub detail: String,
     pub retry_after: Option<u64>,
-    pub allow: Option<&'static str>,
+    /// The methods a `405` lists in `Allow`.
+    pub allow: Option<String>,
     /// Adds `WWW-Authenticate: Bearer …` (RFC 6750) to a 401 about an access token.
     pub bearer_challenge: bool,
+    /// The request was shed for lack of capacity.
+    pub shed: bool,
 }
 
 #[derive(Serialize)]
@@ -56,6 +59,7 @@ impl Problem {
             retry_after: None,
             allow: None,
             bearer_challenge: false,
+            shed: false,
         }
     }
 
@@ -67,7 +71,7 @@ impl Problem {
         Problem::new(StatusCode::BAD_REQUEST, "invalid_email", e.to_string())
     }
 
-    pub fn invalid_password(e: PasswordError) -> Problem {
+    pub fn invalid_password(e: PasswordFormatError) -> Problem {
         Problem::new(StatusCode::BAD_REQUEST, "invalid_password", e.to_string())
     }
 
@@ -128,7 +132,7 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> Problem {
+    pub fn method_not_allowed(allow: String) -> Problem {
         let mut p = Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -146,11 +150,12 @@ impl Problem {
             "the server is busy; try again shortly",
         );
         p.retry_after = Some(1);
+        p.shed = true;
         p
     }
 
     /// A dependency failed. The cause is logged, never sent.
-    pub fn unavailable(cause: &str) -> Problem {
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Problem {
         tracing::warn!(%cause, "dependency unavailable");
         let mut p = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -162,7 +167,7 @@ impl Problem {
     }
 
     /// A bug. The cause is logged, never sent.
-    pub fn unexpected(cause: &str) -> Problem {
+    pub fn unexpected(cause: &dyn std::fmt::Display) -> Problem {
         tracing::error!(%cause, "unexpected error");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,7 +177,6 @@ impl Problem {
     }
 
     pub fn into_response(self) -> Response {
-        let code = ProblemCode(self.code);
         let title = self.status.canonical_reason().unwrap_or("Error");
         let body = Body {
             kind: "about:blank",
@@ -192,8 +196,8 @@ impl Problem {
         if let Some(secs) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(allow) = self.allow {
-            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            headers.insert(ALLOW, allow);
         }
         if self.bearer_challenge {
             headers.insert(
@@ -201,8 +205,26 @@ impl Problem {
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
         }
-        response.extensions_mut().insert(code);
+        if self.shed {
+            response.extensions_mut().insert(Shed);
+        }
         response
+    }
+}
+
+impl From<ServerError> for Problem {
+    fn from(e: ServerError) -> Problem {
+        match e {
+            ServerError::Overloaded => Problem::overloaded(),
+            ServerError::Unavailable(cause) => Problem::unavailable(&cause),
+            ServerError::Unexpected(cause) => Problem::unexpected(&cause),
+        }
+    }
+}
+
+impl From<InvalidAccessToken> for Problem {
+    fn from(_: InvalidAccessToken) -> Problem {
+        Problem::invalid_access_token()
     }
 }
 
@@ -221,9 +243,7 @@ impl From<AccountError> for Problem {
                 "no account has this email",
             ),
             AccountError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
-            AccountError::Overloaded => Problem::overloaded(),
-            AccountError::Unavailable(cause) => Problem::unavailable(&cause),
-            AccountError::Unexpected(cause) => Problem::unexpected(&cause),
+            AccountError::Server(e) => e.into(),
         }
     }
 }
@@ -239,27 +259,23 @@ impl From<SessionError> for Problem {
             ),
             SessionError::InvalidToken => Problem::invalid_token(StatusCode::UNAUTHORIZED),
             SessionError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
-            SessionError::Overloaded => Problem::overloaded(),
-            SessionError::Unavailable(cause) => Problem::unavailable(&cause),
-            SessionError::Unexpected(cause) => Problem::unexpected(&cause),
+            SessionError::Server(e) => e.into(),
         }
     }
 }
 
-impl From<CredentialsError> for Problem {
-    fn from(e: CredentialsError) -> Problem {
+impl From<PasswordError> for Problem {
+    fn from(e: PasswordError) -> Problem {
         match e {
-            CredentialsError::InvalidResetToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
-            CredentialsError::InvalidAccessToken => Problem::invalid_access_token(),
-            CredentialsError::WrongPassword => Problem::new(
+            PasswordError::InvalidResetToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
+            PasswordError::InvalidAccessToken => Problem::invalid_access_token(),
+            PasswordError::WrongPassword => Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "the current password is wrong",
             ),
-            CredentialsError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
-            CredentialsError::Overloaded => Problem::overloaded(),
-            CredentialsError::Unavailable(cause) => Problem::unavailable(&cause),
-            CredentialsError::Unexpected(cause) => Problem::unexpected(&cause),
+            PasswordError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            PasswordError::Server(e) => e.into(),
         }
     }
 }

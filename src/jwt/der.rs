@@ -6,6 +6,7 @@
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
+const OCTET_STRING: u8 = 0x04;
 /// DER of the OID 1.2.840.113549.1.1.1 (rsaEncryption).
 const RSA_ENCRYPTION_OID: [u8; 11] = [
     0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
@@ -96,6 +97,23 @@ pub fn spki_rsa_public_key(der: &[u8]) -> Result<RsaPublicKey, String> {
     }
 }
 
+/// The modulus of a PKCS#8 `PrivateKeyInfo` holding an RSA key (RFC 5208 §5, RFC 8017
+/// A.1.2), read before ring sees the key so that a key too small is told apart by its size,
+/// not by the wording of ring's refusal.
+pub fn pkcs8_rsa_modulus(der: &[u8]) -> Result<Vec<u8>, String> {
+    let (info, _) = expect(der, SEQUENCE)?;
+    let (_version, rest) = expect(info, INTEGER)?;
+    let (algorithm, rest) = expect(rest, SEQUENCE)?;
+    if !algorithm.starts_with(&RSA_ENCRYPTION_OID) {
+        return Err("the private key is not an RSA key".into());
+    }
+    let (private_key, _) = expect(rest, OCTET_STRING)?;
+    let (rsa, _) = expect(private_key, SEQUENCE)?;
+    let (_version, rest) = expect(rsa, INTEGER)?;
+    let (modulus, _) = expect(rest, INTEGER)?;
+    unsigned(modulus)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +127,25 @@ mod tests {
         let key = rsa_public_key(&der).unwrap();
         assert_eq!(key.modulus, [0x80, 0x01]);
         assert_eq!(key.exponent, [0x01, 0x00, 0x01]);
+    }
+
+    #[test]
+    fn reads_the_modulus_of_pkcs8_keys() {
+        let pem = |name: &str| {
+            let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+            super::super::pem::decode(&std::fs::read_to_string(path).unwrap())
+                .unwrap()
+                .1
+        };
+        assert_eq!(
+            pkcs8_rsa_modulus(&pem("signing-key.pem")).unwrap().len(),
+            256
+        );
+        assert_eq!(
+            pkcs8_rsa_modulus(&pem("weak-1024-key.pem")).unwrap().len(),
+            128
+        );
+        assert!(pkcs8_rsa_modulus(&[0x30, 0x00]).is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use ring::signature::{KeyPair as _, RsaKeyPair};
 
@@ -13,28 +14,29 @@ use super::pem;
 /// Smallest RSA modulus accepted, in bits (SPEC §5).
 pub const MIN_RSA_BITS: usize = 2048;
 
-/// A key file that cannot be used. Names the variable and file; never contains key bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyError {
-    pub variable: &'static str,
-    pub message: String,
+/// Why key material cannot be used. Never contains key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the file: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Encoding(String),
+    #[error("expected a PKCS#8 \"PRIVATE KEY\" PEM, found \"{0}\" (convert with `openssl pkcs8 -topk8 -nocrypt`)")]
+    NotPkcs8(String),
+    #[error("unsupported PEM label \"{0}\"")]
+    UnsupportedLabel(String),
+    #[error("RSA key is smaller than {MIN_RSA_BITS} bits")]
+    TooSmall,
+    #[error("not a usable RSA private key ({0})")]
+    Rejected(ring::error::KeyRejected),
+    #[error("RSA key generation failed: {0}")]
+    Generate(String),
 }
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: {} {}",
-            self.variable, self.message
-        )
-    }
-}
-
-impl std::error::Error for KeyError {}
 
 /// The private key tokens are signed with, and its public JWK.
 pub struct SigningKey {
     pair: RsaKeyPair,
+    public: RsaPublicKey,
     jwk: Jwk,
 }
 
@@ -44,51 +46,46 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+fn check_size(modulus: &[u8]) -> Result<(), KeyError> {
+    if modulus.len() * 8 < MIN_RSA_BITS {
+        return Err(KeyError::TooSmall);
+    }
+    Ok(())
+}
+
 impl SigningKey {
     /// Reads a PKCS#8 PEM RSA private key of at least 2048 bits.
     pub fn from_pem_file(path: &Path) -> Result<SigningKey, KeyError> {
-        let fail = |message: String| KeyError {
-            variable: "AUTH_SIGNING_KEY",
-            message,
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-        let (label, der) =
-            pem::decode(&text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)?;
+        let (label, der) = pem::decode(&text).map_err(KeyError::Encoding)?;
         if label != "PRIVATE KEY" {
-            return Err(fail(format!(
-                "{}: expected a PKCS#8 \"PRIVATE KEY\" PEM, found \"{label}\" (convert with `openssl pkcs8 -topk8 -nocrypt`)",
-                path.display()
-            )));
+            return Err(KeyError::NotPkcs8(label));
         }
-        SigningKey::from_pkcs8_der(&der).map_err(|e| fail(format!("{}: {e}", path.display())))
+        SigningKey::from_pkcs8_der(&der)
     }
 
     /// Builds a key from PKCS#8 DER.
-    pub fn from_pkcs8_der(der: &[u8]) -> Result<SigningKey, String> {
-        let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| match e.to_string().as_str() {
-            "TooSmall" => format!("RSA key is smaller than {MIN_RSA_BITS} bits"),
-            other => format!("not a usable RSA private key ({other})"),
-        })?;
-        if pair.public().modulus_len() * 8 < MIN_RSA_BITS {
-            return Err(format!("RSA key is smaller than {MIN_RSA_BITS} bits"));
-        }
-        let public = der::rsa_public_key(pair.public_key().as_ref())?;
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<SigningKey, KeyError> {
+        check_size(&der::pkcs8_rsa_modulus(der).map_err(KeyError::Encoding)?)?;
+        let pair = RsaKeyPair::from_pkcs8(der).map_err(KeyError::Rejected)?;
+        let public = der::rsa_public_key(pair.public_key().as_ref()).map_err(KeyError::Encoding)?;
         Ok(SigningKey {
             jwk: Jwk::from_rsa(&public),
+            public,
             pair,
         })
     }
 
     /// A fresh 2048-bit key for the embedded default. ring cannot generate RSA keys, so the
-    /// RustCrypto `rsa` crate makes it; signing still goes through ring.
-    pub fn generate() -> Result<SigningKey, String> {
+    /// RustCrypto `rsa` crate makes it; signing still goes through ring. Slow: call it off
+    /// the async workers.
+    pub fn generate() -> Result<SigningKey, KeyError> {
         use rsa::pkcs8::EncodePrivateKey as _;
         let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, MIN_RSA_BITS)
-            .map_err(|e| format!("RSA key generation failed: {e}"))?;
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
         let der = key
             .to_pkcs8_der()
-            .map_err(|e| format!("PKCS#8 encoding failed: {e}"))?;
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
         SigningKey::from_pkcs8_der(der.as_bytes())
     }
 
@@ -105,75 +102,91 @@ impl SigningKey {
     }
 }
 
-/// Reads a retired key: its PKCS#8 private key, or only its public half
-/// (`PUBLIC KEY` SubjectPublicKeyInfo or PKCS#1 `RSA PUBLIC KEY`).
-fn read_published_key(path: &Path) -> Result<RsaPublicKey, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (label, der) = pem::decode(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads a retired key that is still published: its PKCS#8 private key, or only its public
+/// half (`PUBLIC KEY` SubjectPublicKeyInfo or PKCS#1 `RSA PUBLIC KEY`).
+pub fn read_published_key(path: &Path) -> Result<RsaPublicKey, KeyError> {
+    let text = std::fs::read_to_string(path)?;
+    let (label, der) = pem::decode(&text).map_err(KeyError::Encoding)?;
     let public = match label.as_str() {
-        "PRIVATE KEY" => {
-            let key =
-                SigningKey::from_pkcs8_der(&der).map_err(|e| format!("{}: {e}", path.display()))?;
-            der::rsa_public_key(key.pair.public_key().as_ref())
-        }
+        "PRIVATE KEY" => return SigningKey::from_pkcs8_der(&der).map(|key| key.public),
         "PUBLIC KEY" => der::spki_rsa_public_key(&der),
         "RSA PUBLIC KEY" => der::rsa_public_key(&der),
-        other => {
-            return Err(format!(
-                "{}: unsupported PEM label \"{other}\"",
-                path.display()
-            ))
-        }
+        _ => return Err(KeyError::UnsupportedLabel(label)),
     }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    if public.modulus.len() * 8 < MIN_RSA_BITS {
-        return Err(format!(
-            "{}: RSA key is smaller than {MIN_RSA_BITS} bits",
-            path.display()
-        ));
-    }
+    .map_err(KeyError::Encoding)?;
+    check_size(&public.modulus)?;
     Ok(public)
 }
 
 /// The signing key plus everything published: the JWKS document and, by `kid`, the public
 /// keys our own verifier accepts.
 pub struct KeyRing {
-    pub signing: SigningKey,
+    pub signing: Arc<SigningKey>,
     pub jwks: JwkSet,
     pub public_keys: HashMap<String, RsaPublicKey>,
 }
 
 impl KeyRing {
-    /// The signing key first, then each extra key once (an extra key equal to the signing
-    /// key, as during a rotation, is listed once).
-    pub fn new(signing: SigningKey, extra_paths: &[PathBuf]) -> Result<KeyRing, KeyError> {
+    /// The signing key first, then each retired key once (a retired key equal to the
+    /// signing key, as during a rotation, is listed once).
+    pub fn new(signing: Arc<SigningKey>, retired: &[RsaPublicKey]) -> KeyRing {
         let mut keys = vec![signing.jwk.clone()];
         let mut public_keys = HashMap::new();
-        public_keys.insert(
-            signing.jwk.kid.clone(),
-            der::rsa_public_key(signing.pair.public_key().as_ref()).map_err(|message| {
-                KeyError {
-                    variable: "AUTH_SIGNING_KEY",
-                    message,
-                }
-            })?,
-        );
-        for path in extra_paths {
-            let public = read_published_key(path).map_err(|message| KeyError {
-                variable: "AUTH_JWKS_EXTRA_KEYS",
-                message,
-            })?;
-            let jwk = Jwk::from_rsa(&public);
+        public_keys.insert(signing.jwk.kid.clone(), signing.public.clone());
+        for public in retired {
+            let jwk = Jwk::from_rsa(public);
             if !public_keys.contains_key(&jwk.kid) {
-                public_keys.insert(jwk.kid.clone(), public);
+                public_keys.insert(jwk.kid.clone(), public.clone());
                 keys.push(jwk);
             }
         }
-        Ok(KeyRing {
+        KeyRing {
             signing,
             jwks: JwkSet { keys },
             public_keys,
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name)
+    }
+
+    #[test]
+    fn keys_are_refused_by_kind_not_by_wording() {
+        assert!(SigningKey::from_pem_file(&testdata("signing-key.pem")).is_ok());
+        assert!(matches!(
+            SigningKey::from_pem_file(&testdata("weak-1024-key.pem")),
+            Err(KeyError::TooSmall)
+        ));
+        assert!(matches!(
+            read_published_key(&testdata("weak-1024-key.pem")),
+            Err(KeyError::TooSmall)
+        ));
+        assert!(matches!(
+            SigningKey::from_pem_file(&testdata("retired-key.pub.pem")),
+            Err(KeyError::NotPkcs8(label)) if label == "PUBLIC KEY"
+        ));
+        assert!(read_published_key(&testdata("retired-key.pub.pem")).is_ok());
+        assert!(matches!(
+            SigningKey::from_pem_file(&testdata("nonexistent.pem")),
+            Err(KeyError::Read(_))
+        ));
+    }
+
+    #[test]
+    fn a_retired_key_equal_to_the_signing_key_is_published_once() {
+        let signing = SigningKey::from_pem_file(&testdata("signing-key.pem")).unwrap();
+        let same = read_published_key(&testdata("signing-key.pem")).unwrap();
+        let retired = read_published_key(&testdata("retired-key.pub.pem")).unwrap();
+        let ring = KeyRing::new(Arc::new(signing), &[same, retired]);
+        assert_eq!(ring.jwks.keys.len(), 2);
+        assert_eq!(ring.public_keys.len(), 2);
     }
 }

@@ -13,7 +13,8 @@ pub mod pem;
 pub mod signer;
 pub mod verifier;
 
+pub use der::RsaPublicKey;
 pub use jwk::{Jwk, JwkSet};
-pub use keys::{KeyError, KeyRing, SigningKey};
-pub use signer::{AccessToken, Claims, Signer};
+pub use keys::{read_published_key, KeyError, KeyRing, SigningKey};
+pub use signer::{AccessToken, Claims, SignError, Signer};
 pub use verifier::{Verifier, VerifyError};

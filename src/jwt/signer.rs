@@ -22,6 +22,15 @@ pub struct Claims {
     pub jti: String,
 }
 
+/// Signing produced no token: a bug or a broken key, never the client's doing.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("claims encoding: {0}")]
+    Claims(#[from] serde_json::Error),
+    #[error("RSA signing failed")]
+    Rsa(ring::error::Unspecified),
+}
+
 /// A signed access token and its lifetime in seconds.
 pub struct AccessToken {
     pub token: String,
@@ -60,7 +69,7 @@ impl Signer {
     }
 
     /// Issues a token for `user`, valid from `now` (Unix seconds) for the access TTL.
-    pub fn issue(&self, user: UserId, now: u64) -> Result<AccessToken, String> {
+    pub fn issue(&self, user: UserId, now: u64) -> Result<AccessToken, SignError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user.to_string(),
@@ -69,7 +78,7 @@ impl Signer {
             exp: now + self.ttl_secs,
             jti: uuid::Uuid::new_v4().simple().to_string(),
         };
-        let payload = serde_json::to_vec(&claims).map_err(|e| format!("claims encoding: {e}"))?;
+        let payload = serde_json::to_vec(&claims)?;
         let mut token = String::with_capacity(800);
         token.push_str(&self.header_b64);
         token.push('.');
@@ -82,7 +91,7 @@ impl Signer {
             token.as_bytes(),
             &mut signature,
         )
-        .map_err(|_| "RSA signing failed".to_string())?;
+        .map_err(SignError::Rsa)?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(AccessToken {

@@ -3,8 +3,26 @@
 use std::time::Duration;
 
 use super::Message;
-use crate::config::humanize;
 use crate::domain::Email;
+
+/// A duration for people: "4 hours", "30 minutes", "90 seconds".
+fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs % 86_400 == 0 && secs >= 86_400 {
+        (secs / 86_400, "day")
+    } else if secs % 3600 == 0 && secs >= 3600 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 && secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
 
 /// Escapes text for HTML element content and double-quoted attributes.
 fn escape_html(text: &str) -> String {
@@ -79,6 +97,14 @@ pub fn password_reset(to: &Email, link: &str, ttl: Duration) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn humanize_picks_the_largest_whole_unit() {
+        assert_eq!(humanize(Duration::from_secs(4 * 3600)), "4 hours");
+        assert_eq!(humanize(Duration::from_secs(1800)), "30 minutes");
+        assert_eq!(humanize(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(humanize(Duration::from_secs(90)), "90 seconds");
+    }
 
     #[test]
     fn verification_email_has_link_and_expiry_in_both_parts() {

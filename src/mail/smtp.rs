@@ -4,11 +4,11 @@
 //! (STARTTLS), `smtps://user:pass@host:465` (implicit TLS). One pooled transport is built at
 //! start-up and shared by every send.
 
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Mailer, Message, SendError};
@@ -16,22 +16,15 @@ use super::{Mailer, Message, SendError};
 /// Longest one SMTP conversation may take before it counts as a transient failure.
 const SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// An SMTP URL. It may hold credentials, so Debug never shows it.
-#[derive(Clone)]
-pub struct SmtpUrl(String);
+/// `SMTP_URL`, parsed into lettre's transport settings (whose Debug redacts credentials).
+#[derive(Debug, Clone)]
+pub struct SmtpUrl(AsyncSmtpTransportBuilder);
 
 impl SmtpUrl {
-    /// Checks the URL the way the transport will read it.
     pub fn parse(raw: &str) -> Result<SmtpUrl, String> {
         AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
-            .map_err(|e| format!("is not a valid SMTP URL such as smtp://127.0.0.1:2525 or smtps://user:pass@host:465 ({e})"))?;
-        Ok(SmtpUrl(raw.to_string()))
-    }
-}
-
-impl fmt::Debug for SmtpUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SmtpUrl(<redacted>)")
+            .map(SmtpUrl)
+            .map_err(|e| format!("is not a valid SMTP URL such as smtp://127.0.0.1:2525 or smtps://user:pass@host:465 ({e})"))
     }
 }
 
@@ -47,12 +40,10 @@ pub struct SmtpMailer {
 }
 
 impl SmtpMailer {
-    pub fn new(url: &SmtpUrl, from: Mailbox) -> Result<SmtpMailer, String> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url.0)
-            .map_err(|e| format!("SMTP_URL: {e}"))?
-            .timeout(Some(SEND_TIMEOUT))
-            .build();
-        Ok(SmtpMailer { transport, from })
+    /// One pooled transport for every send; call within a tokio runtime.
+    pub fn new(url: &SmtpUrl, from: Mailbox) -> SmtpMailer {
+        let transport = url.0.clone().timeout(Some(SEND_TIMEOUT)).build();
+        SmtpMailer { transport, from }
     }
 }
 

@@ -1,27 +1,33 @@
-//! The outbox worker: claims due emails, mints their tokens, sends, records the outcome.
+//! The outbox worker: claims due emails, has them written, sends them, records the outcome.
 //!
 //! Delivery is at-least-once: a claim is a lease, so an email whose sender died mid-send is
 //! claimed again when the lease ends. Transient failures back off exponentially with jitter;
 //! permanent failures and emails out of attempts are marked failed and logged.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::{watch, Notify};
 
-use super::{compose, Mailer, SendError};
-use crate::config::LinkTemplate;
-use crate::domain::{OpaqueToken, Reset, TokenHash, Verification};
+use super::{Mailer, Message, SendError};
+use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::repo::{OneTimeTokens, Outbox, OutboxItem, OutgoingEmail, Purpose, TokenSubject, Users};
+use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
 
-/// What the worker needs to turn an outbox row into an email.
+/// Writes the message of a queued email, minting and storing the token it carries now, so
+/// the token's lifetime starts when the email leaves. Implemented by the services that own
+/// each kind of email (see `service::letters`).
+#[async_trait]
+pub trait Letters: Send + Sync {
+    /// `None` when there is nothing to send after all (a reset request for an address
+    /// without an account).
+    async fn write(&self, email: &OutgoingEmail) -> Result<Option<Message>, RepoError>;
+}
+
+/// How the worker paces itself.
 pub struct Settings {
-    pub verify_url: LinkTemplate,
-    pub reset_url: LinkTemplate,
-    pub verify_ttl: Duration,
-    pub reset_ttl: Duration,
     /// How long a claim lasts before another worker may take the email.
     pub lease: Duration,
     pub max_attempts: u32,
@@ -31,37 +37,17 @@ pub struct Settings {
 
 pub struct Worker {
     pub outbox: Arc<dyn Outbox>,
-    /// To find the account a password-reset request is for.
-    pub users: Arc<dyn Users>,
-    pub tokens: Arc<dyn OneTimeTokens>,
+    pub letters: Arc<dyn Letters>,
     pub mailer: Arc<dyn Mailer>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    rng: SystemRandom,
+    pub clock: Arc<dyn Clock>,
+    pub rng: SystemRandom,
 }
 
 const BATCH: usize = 16;
 
 impl Worker {
-    pub fn new(
-        outbox: Arc<dyn Outbox>,
-        users: Arc<dyn Users>,
-        tokens: Arc<dyn OneTimeTokens>,
-        mailer: Arc<dyn Mailer>,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-    ) -> Worker {
-        Worker {
-            outbox,
-            users,
-            tokens,
-            mailer,
-            settings,
-            metrics,
-            rng: SystemRandom::new(),
-        }
-    }
-
     /// Runs until `stop` turns true. `wake` is notified when an email is queued locally, so
     /// it leaves at once instead of at the next poll.
     pub async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
@@ -69,11 +55,11 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
-            let sent_some = match self
+            let claimed = self
                 .outbox
-                .claim(BATCH, self.settings.lease, SystemTime::now())
-                .await
-            {
+                .claim(BATCH, self.settings.lease, self.clock.now())
+                .await;
+            let full = match claimed {
                 Ok(items) => {
                     let full = items.len() == BATCH;
                     for item in items {
@@ -91,7 +77,7 @@ impl Worker {
                     false
                 }
             };
-            if sent_some {
+            if full {
                 continue;
             }
             tokio::select! {
@@ -108,56 +94,24 @@ impl Worker {
     }
 
     async fn deliver(&self, item: OutboxItem) {
-        let to = item.email.to();
-        // The token is minted now, so its lifetime starts when the email leaves.
-        let (purpose, subject, ttl, (hash, token)) = match &item.email {
-            OutgoingEmail::Verification { user, .. } => (
-                Purpose::VerifyEmail,
-                TokenSubject::from(*user),
-                self.settings.verify_ttl,
-                mint::<Verification>(&self.rng),
-            ),
-            OutgoingEmail::PasswordReset { to } => match self.users.by_email(to).await {
-                Ok(Some(user)) => (
-                    Purpose::ResetPassword,
-                    // Stamped with the current password: a reset or change makes it stale.
-                    TokenSubject {
-                        user: user.id,
-                        stamp: Some(user.password_hash.stamp()),
-                    },
-                    self.settings.reset_ttl,
-                    mint::<Reset>(&self.rng),
-                ),
-                Ok(None) => {
-                    // Nobody to reset: the request was queued only so that asking costs the
-                    // same whether or not the account exists. Counted as "sent", like a
-                    // real one, so that /metrics does not tell either.
-                    self.metrics.email("sent");
-                    if let Err(e) = self.outbox.mark_skipped(item.id).await {
-                        tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark request skipped");
-                    }
-                    return;
+        let message = match self.letters.write(&item.email).await {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                // Counted as "sent", like a real one, so that /metrics does not tell
+                // whether the address has an account.
+                self.metrics.email("sent");
+                if let Err(e) = self.outbox.mark_skipped(item.id).await {
+                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark request skipped");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot look the account up");
-                    self.retry_or_fail(&item).await;
-                    return;
-                }
-            },
-        };
-        if let Err(e) = self.tokens.put(purpose, &hash, subject, ttl).await {
-            tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot store token");
-            self.retry_or_fail(&item).await;
-            return;
-        }
-        let message = match purpose {
-            Purpose::VerifyEmail => {
-                compose::verification(to, &self.settings.verify_url.render(&token), ttl)
+                return;
             }
-            Purpose::ResetPassword => {
-                compose::password_reset(to, &self.settings.reset_url.render(&token), ttl)
+            Err(e) => {
+                tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot write the email");
+                self.retry_or_fail(&item, None).await;
+                return;
             }
         };
+        let to = message.to.masked();
         match self.mailer.send(&message).await {
             Ok(()) => {
                 self.metrics.email("sent");
@@ -166,50 +120,41 @@ impl Worker {
                     tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email sent");
                 }
             }
-            Err(SendError::Transient(cause)) if item.attempts + 1 < self.settings.max_attempts => {
-                tracing::warn!(%cause, outbox_id = item.id, to = %to.masked(), attempt = item.attempts + 1, "email not sent; will retry");
-                self.metrics.email("retried");
-                self.retry(&item).await;
+            Err(SendError::Transient(cause)) => {
+                tracing::warn!(%cause, outbox_id = item.id, %to, attempt = item.attempts + 1, "email not sent");
+                self.retry_or_fail(&item, Some(&to)).await;
             }
-            Err(SendError::Transient(cause) | SendError::Permanent(cause)) => {
-                tracing::error!(%cause, outbox_id = item.id, to = %to.masked(), attempts = item.attempts + 1, "email failed for good");
-                self.metrics.email("failed");
-                if let Err(e) = self.outbox.mark_failed(item.id).await {
-                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");
-                }
+            Err(SendError::Permanent(cause)) => {
+                tracing::error!(%cause, outbox_id = item.id, %to, attempts = item.attempts + 1, "email refused for good");
+                self.fail(&item).await;
             }
         }
     }
 
     /// Tries again later, or gives up when the attempts are used up.
-    async fn retry_or_fail(&self, item: &OutboxItem) {
-        if item.attempts + 1 < self.settings.max_attempts {
-            self.retry(item).await;
-        } else {
+    async fn retry_or_fail(&self, item: &OutboxItem, to: Option<&str>) {
+        if item.attempts + 1 >= self.settings.max_attempts {
             tracing::error!(
                 outbox_id = item.id,
+                to = to.unwrap_or_default(),
                 attempts = item.attempts + 1,
-                "email failed for good"
+                "email failed for good: out of attempts"
             );
-            self.metrics.email("failed");
-            if let Err(e) = self.outbox.mark_failed(item.id).await {
-                tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");
-            }
+            return self.fail(item).await;
         }
-    }
-
-    async fn retry(&self, item: &OutboxItem) {
-        let at = SystemTime::now() + backoff(item.attempts, &self.rng);
+        self.metrics.email("retried");
+        let at = self.clock.now() + backoff(item.attempts, &self.rng);
         if let Err(e) = self.outbox.retry_at(item.id, at).await {
             tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot reschedule; the lease will");
         }
     }
-}
 
-/// A new token of kind `K`: its hash to store and its text for the link.
-fn mint<K>(rng: &SystemRandom) -> (TokenHash, String) {
-    let token = OpaqueToken::<K>::generate(rng);
-    (token.hash(), token.expose())
+    async fn fail(&self, item: &OutboxItem) {
+        self.metrics.email("failed");
+        if let Err(e) = self.outbox.mark_failed(item.id).await {
+            tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");
+        }
+    }
 }
 
 /// 1 s, 2 s, 4 s … capped at 10 min, each with up to half again of random jitter so that

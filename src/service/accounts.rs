@@ -1,76 +1,99 @@
-//! Accounts: registration, email verification, resending the verification email.
+//! Accounts: registration, email verification, resending the verification email — and the
+//! verification link, minted when its email is sent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use ring::rand::SystemRandom;
 
-use crate::cpu_pool::PoolError;
+use super::{server_error_conversions, Limiter, Mailroom, ServerError, Shared};
+use crate::clock::Clock;
+use crate::config::{LimitConfig, TokenConfig};
+use crate::domain::Verification;
 use crate::domain::{Email, Password, User, UserId, VerificationToken};
-use crate::metrics::Metrics;
-use crate::passwords::Hasher;
+use crate::hasher::Hasher;
+use crate::mail::{compose, LinkTemplate, Message};
 use crate::repo::{
-    CreateUserError, NewUser, OneTimeTokens, Outbox, OutgoingEmail, Purpose, RateKey, RateLimits,
-    RepoError, Users,
+    CreateUserError, NewUser, OneTimeTokens, OutgoingEmail, RateKey, RepoError, Users,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum AccountError {
+    #[error("the email is taken")]
     EmailTaken,
     /// Unknown, expired or already used token.
+    #[error("invalid verification token")]
     InvalidToken,
+    #[error("no account has this email")]
     NoSuchAccount,
-    RateLimited {
-        retry_after: Duration,
-    },
-    Overloaded,
-    Unavailable(String),
-    Unexpected(String),
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
-impl From<RepoError> for AccountError {
-    fn from(e: RepoError) -> Self {
-        AccountError::Unavailable(e.to_string())
-    }
-}
-
-impl From<PoolError> for AccountError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Overloaded => AccountError::Overloaded,
-            PoolError::Panicked => AccountError::Unexpected("bcrypt job panicked".into()),
-        }
-    }
-}
+server_error_conversions!(AccountError);
 
 pub struct Accounts {
-    pub users: Arc<dyn Users>,
-    pub outbox: Arc<dyn Outbox>,
-    pub tokens: Arc<dyn OneTimeTokens>,
-    pub limits: Arc<dyn RateLimits>,
-    pub hasher: Arc<Hasher>,
-    /// Wakes the outbox worker so a queued email leaves at once.
-    pub mail_wake: Arc<Notify>,
-    pub metrics: Arc<Metrics>,
-    pub resend_max: u32,
-    pub resend_window: Duration,
+    users: Arc<dyn Users>,
+    tokens: OneTimeTokens<Verification>,
+    mailroom: Arc<Mailroom>,
+    resend_limit: Limiter,
+    hasher: Arc<Hasher>,
+    clock: Arc<dyn Clock>,
+    /// Where the verification link points, and how long it works.
+    verify_url: LinkTemplate,
+    verify_ttl: Duration,
+    rng: SystemRandom,
 }
 
 impl Accounts {
+    pub fn new(
+        shared: &Shared,
+        tokens: &TokenConfig,
+        limits: &LimitConfig,
+        verify_url: LinkTemplate,
+    ) -> Accounts {
+        Accounts {
+            users: Arc::clone(&shared.repos.users),
+            tokens: shared.repos.verification_tokens.clone(),
+            mailroom: Arc::clone(&shared.mailroom),
+            resend_limit: Limiter::new(
+                shared.repos.rate_limits.clone(),
+                limits.resend,
+                "resend",
+                Arc::clone(&shared.metrics),
+            ),
+            hasher: Arc::clone(&shared.hasher),
+            clock: Arc::clone(&shared.clock),
+            verify_url,
+            verify_ttl: tokens.verify_ttl,
+            rng: SystemRandom::new(),
+        }
+    }
+
     /// Creates an unverified account and queues its verification email in the same step.
     pub async fn register(&self, email: Email, password: Password) -> Result<User, AccountError> {
         let password_hash = self.hasher.hash(password).await?;
+        let id = UserId::random();
+        let first = OutgoingEmail::Verification {
+            user: id,
+            to: email.clone(),
+        };
         let new_user = NewUser {
-            id: UserId::random(),
+            id,
             email,
             password_hash,
         };
-        let user = self.users.create(new_user).await.map_err(|e| match e {
-            CreateUserError::EmailTaken => AccountError::EmailTaken,
-            CreateUserError::Repo(e) => e.into(),
-        })?;
-        self.metrics.email("queued");
-        self.mail_wake.notify_one();
+        let user = self
+            .users
+            .create(new_user, first, self.clock.now())
+            .await
+            .map_err(|e| match e {
+                CreateUserError::EmailTaken => AccountError::EmailTaken,
+                CreateUserError::Repo(e) => e.into(),
+            })?;
+        self.mailroom.queued();
         tracing::info!(user_id = %user.id, email = %user.email.masked(), "user registered");
         Ok(user)
     }
@@ -83,19 +106,14 @@ impl Accounts {
         let hash = token.hash();
         let user = self
             .tokens
-            .peek(Purpose::VerifyEmail, &hash)
+            .peek(&hash)
             .await?
-            .ok_or(AccountError::InvalidToken)?
-            .user;
+            .ok_or(AccountError::InvalidToken)?;
         self.users.mark_verified(user).await?;
-        if self
-            .tokens
-            .take(Purpose::VerifyEmail, &hash)
+        self.tokens
+            .take(&hash)
             .await?
-            .is_none()
-        {
-            return Err(AccountError::InvalidToken);
-        }
+            .ok_or(AccountError::InvalidToken)?;
         tracing::info!(user_id = %user, "email verified");
         Ok(())
     }
@@ -105,11 +123,7 @@ impl Accounts {
         &self,
         token: &VerificationToken,
     ) -> Result<bool, AccountError> {
-        Ok(self
-            .tokens
-            .peek(Purpose::VerifyEmail, &token.hash())
-            .await?
-            .is_some())
+        Ok(self.tokens.peek(&token.hash()).await?.is_some())
     }
 
     /// Queues a new verification email, within the per-address limit. An already verified
@@ -123,24 +137,36 @@ impl Accounts {
         if user.email_verified {
             return Ok(());
         }
-        let counter = self
-            .limits
-            .hit(&RateKey::Resend(email.clone()), self.resend_window)
-            .await?;
-        if counter.count > u64::from(self.resend_max) {
-            self.metrics.rate_limited("resend");
+        if let Err(exceeded) = self
+            .resend_limit
+            .hit(&RateKey::Resend(email.clone()))
+            .await?
+        {
             return Err(AccountError::RateLimited {
-                retry_after: counter.resets_in,
+                retry_after: exceeded.retry_after,
             });
         }
-        self.outbox
-            .enqueue(OutgoingEmail::Verification {
-                user: user.id,
-                to: email,
-            })
-            .await?;
-        self.metrics.email("queued");
-        self.mail_wake.notify_one();
+        // To the address stored on the account, never the spelling the request typed.
+        let email = OutgoingEmail::Verification {
+            user: user.id,
+            to: user.email,
+        };
+        self.mailroom.queue(email).await?;
         Ok(())
+    }
+
+    /// The verification email of `user`, with a token minted and stored now: its lifetime
+    /// starts when the email leaves.
+    pub async fn verification_letter(
+        &self,
+        user: UserId,
+        to: &Email,
+    ) -> Result<Message, RepoError> {
+        let token = VerificationToken::generate(&self.rng);
+        self.tokens
+            .put(&token.hash(), user, self.verify_ttl)
+            .await?;
+        let link = self.verify_url.render(&token.expose());
+        Ok(compose::verification(to, &link, self.verify_ttl))
     }
 }

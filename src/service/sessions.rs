@@ -1,50 +1,38 @@
 //! Sessions: login, refresh-token rotation with reuse detection (RFC 9700 §4.14.2), logout.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ring::rand::SystemRandom;
 
-use super::unix_now;
-use crate::cpu_pool::{CpuPool, PoolError};
-use crate::domain::{Email, Password, RefreshToken, UserId};
+use super::{server_error_conversions, Bug, Limiter, ServerError, Shared};
+use crate::clock::Clock;
+use crate::config::{LimitConfig, TokenConfig};
+use crate::cpu_pool::CpuPool;
+use crate::domain::{classify, Email, Password, RefreshToken, SessionId, UserId, Verdict};
+use crate::hasher::Hasher;
 use crate::jwt::Signer;
 use crate::metrics::Metrics;
-use crate::passwords::Hasher;
-use crate::repo::{
-    NewRefreshToken, RateKey, RateLimits, RefreshTokens, RepoError, Rotation, Users,
-};
+use crate::repo::{NewRefreshToken, RateKey, RefreshTokens, Rotation, Users};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// Wrong email or password (never says which).
+    #[error("invalid credentials")]
     InvalidCredentials,
     /// Correct password, unverified email.
+    #[error("email not verified")]
     EmailNotVerified,
     /// Unknown, expired, revoked or reused refresh token.
+    #[error("invalid refresh token")]
     InvalidToken,
-    RateLimited {
-        retry_after: Duration,
-    },
-    Overloaded,
-    Unavailable(String),
-    Unexpected(String),
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
-impl From<RepoError> for SessionError {
-    fn from(e: RepoError) -> Self {
-        SessionError::Unavailable(e.to_string())
-    }
-}
-
-impl From<PoolError> for SessionError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Overloaded => SessionError::Overloaded,
-            PoolError::Panicked => SessionError::Unexpected("CPU pool job panicked".into()),
-        }
-    }
-}
+server_error_conversions!(SessionError);
 
 /// What `/login` and `/refresh` return.
 pub struct TokenPair {
@@ -54,23 +42,49 @@ pub struct TokenPair {
 }
 
 pub struct Sessions {
-    pub users: Arc<dyn Users>,
-    pub refresh_tokens: Arc<dyn RefreshTokens>,
-    pub limits: Arc<dyn RateLimits>,
-    pub hasher: Arc<Hasher>,
-    pub signer: Arc<Signer>,
+    users: Arc<dyn Users>,
+    refresh_tokens: Arc<dyn RefreshTokens>,
+    login_limit: Limiter,
+    hasher: Arc<Hasher>,
+    signer: Arc<Signer>,
     /// RSA signing runs here, off the async workers.
-    pub signing_pool: Arc<CpuPool>,
-    pub metrics: Arc<Metrics>,
-    pub refresh_ttl: Duration,
-    pub reuse_grace: Duration,
-    pub login_max_failures: u32,
-    pub login_window: Duration,
-    pub rng: SystemRandom,
+    signing_pool: Arc<CpuPool>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    refresh_ttl: Duration,
+    reuse_grace: Duration,
+    rng: SystemRandom,
 }
 
 impl Sessions {
-    /// Checks the password and starts a session (a new refresh-token family).
+    pub fn new(
+        shared: &Shared,
+        tokens: &TokenConfig,
+        limits: &LimitConfig,
+        signer: Arc<Signer>,
+        signing_pool: Arc<CpuPool>,
+    ) -> Sessions {
+        Sessions {
+            users: Arc::clone(&shared.repos.users),
+            refresh_tokens: Arc::clone(&shared.repos.refresh_tokens),
+            login_limit: Limiter::new(
+                shared.repos.rate_limits.clone(),
+                limits.login_failures,
+                "login",
+                Arc::clone(&shared.metrics),
+            ),
+            hasher: Arc::clone(&shared.hasher),
+            signer,
+            signing_pool,
+            metrics: Arc::clone(&shared.metrics),
+            clock: Arc::clone(&shared.clock),
+            refresh_ttl: tokens.refresh_ttl,
+            reuse_grace: tokens.refresh_reuse_grace,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// Checks the password and starts a session.
     ///
     /// Every attempt is counted *before* any bcrypt work, in one atomic step, so parallel
     /// guesses cannot slip past the limit while earlier ones are still being checked; a
@@ -78,12 +92,10 @@ impl Sessions {
     /// either. A correct password ends the count. Unknown emails are checked against a
     /// dummy hash: same work, same answer as a wrong password.
     pub async fn login(&self, email: Email, password: Password) -> Result<TokenPair, SessionError> {
-        let attempts_key = RateKey::LoginFailures(email.clone());
-        let attempts = self.limits.hit(&attempts_key, self.login_window).await?;
-        if attempts.count > u64::from(self.login_max_failures) {
-            self.metrics.rate_limited("login");
+        let attempts = RateKey::LoginFailures(email.clone());
+        if let Err(exceeded) = self.login_limit.hit(&attempts).await? {
             return Err(SessionError::RateLimited {
-                retry_after: attempts.resets_in,
+                retry_after: exceeded.retry_after,
             });
         }
         let user = self.users.by_email(&email).await?;
@@ -95,19 +107,23 @@ impl Sessions {
             Some(user) if matched => user,
             _ => return Err(SessionError::InvalidCredentials),
         };
-        self.limits.clear(&attempts_key).await?;
+        self.login_limit.clear(&attempts).await?;
         if !user.email_verified {
             return Err(SessionError::EmailNotVerified);
         }
         let refresh_token = RefreshToken::generate(&self.rng);
         // Only if the password is still the one just checked: a reset or change that
         // committed during the bcrypt check wins, and this login fails like a wrong one.
-        let record = self.new_record(&refresh_token);
-        if !self
+        let started = self
             .refresh_tokens
-            .start_family(user.id, &user.password_hash, record)
-            .await?
-        {
+            .start_session(
+                SessionId::random(),
+                user.id,
+                &user.password_hash,
+                self.new_record(&refresh_token),
+            )
+            .await?;
+        if !started {
             return Err(SessionError::InvalidCredentials);
         }
         tracing::info!(user_id = %user.id, "login");
@@ -115,64 +131,152 @@ impl Sessions {
     }
 
     /// Spends `presented` for a new pair. Exactly one of many concurrent calls with the same
-    /// token succeeds; the repository decides atomically.
+    /// token succeeds (the repository rotates atomically); every other outcome is
+    /// [`classify`]'s to name.
     pub async fn refresh(&self, presented: RefreshToken) -> Result<TokenPair, SessionError> {
         let successor = RefreshToken::generate(&self.rng);
-        let outcome = self
+        let now = self.clock.now();
+        let record = self.new_record(&successor);
+        let state = match self
             .refresh_tokens
-            .rotate(
-                &presented.hash(),
-                self.new_record(&successor),
-                SystemTime::now(),
-                self.reuse_grace,
-            )
-            .await?;
-        let label = match outcome {
-            Rotation::Rotated { user } => {
-                self.metrics.refresh("rotated");
+            .rotate(&presented.hash(), record, now)
+            .await?
+        {
+            Rotation::Rotated { user, .. } => {
+                self.metrics.refresh(Verdict::Current.label());
                 return self.pair(user, successor).await;
             }
-            Rotation::Unknown => "unknown",
-            Rotation::Expired => "expired",
-            Rotation::Revoked => "revoked",
-            Rotation::ReusedWithinGrace => "reuse_grace",
-            Rotation::ReuseDetected => {
-                tracing::warn!("refresh token reuse detected: session family revoked");
-                "reuse_detected"
-            }
+            Rotation::Refused(state) => state,
         };
-        self.metrics.refresh(label);
+        let verdict = match classify(state.as_ref(), now, self.reuse_grace) {
+            // Not rotated, yet current: the token changed between the repository's look
+            // and ours. Refuse without side effects.
+            Verdict::Current => Verdict::Unknown,
+            verdict => verdict,
+        };
+        if let (Verdict::ReuseDetected, Some(state)) = (verdict, state) {
+            self.refresh_tokens
+                .revoke_session(state.session, now)
+                .await?;
+            tracing::warn!(session = %state.session, "refresh token reuse detected: session revoked");
+        }
+        self.metrics.refresh(verdict.label());
         Err(SessionError::InvalidToken)
     }
 
     /// Ends the session `token` belongs to. Unknown or revoked tokens are fine (idempotent).
     pub async fn logout(&self, token: RefreshToken) -> Result<(), SessionError> {
-        self.refresh_tokens.revoke_family(&token.hash()).await?;
+        self.refresh_tokens
+            .revoke_session_of(&token.hash(), self.clock.now())
+            .await?;
         Ok(())
     }
 
     fn new_record(&self, token: &RefreshToken) -> NewRefreshToken {
         NewRefreshToken {
             hash: token.hash(),
-            expires_at: SystemTime::now() + self.refresh_ttl,
+            expires_at: self.clock.now() + self.refresh_ttl,
         }
     }
 
+    /// Signs the access token for `user`, off the async workers.
     async fn pair(
         &self,
         user: UserId,
         refresh_token: RefreshToken,
     ) -> Result<TokenPair, SessionError> {
         let signer = Arc::clone(&self.signer);
+        let now = self.clock.unix_now();
         let access = self
             .signing_pool
-            .run(move || signer.issue(user, unix_now()))
-            .await?;
-        let access = access.map_err(SessionError::Unexpected)?;
+            .run(move || signer.issue(user, now))
+            .await?
+            .map_err(Bug::from)?;
         Ok(TokenPair {
             access_token: access.token,
             refresh_token,
             expires_in: access.expires_in,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{Config, LimitConfig};
+    use crate::repo::{memory, OneTimeTokens, Outbox, RateLimits, Repos};
+    use crate::service::Mailroom;
+    use std::collections::HashMap;
+
+    /// Sessions on the embedded stores, with a hasher whose work the test can count.
+    fn sessions() -> (Sessions, Arc<Hasher>) {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new());
+        let db = Arc::new(memory::MemoryDb::default());
+        let kv = Arc::new(memory::MemoryKv::new(Arc::clone(&clock)));
+        let repos = Repos {
+            users: db.clone(),
+            refresh_tokens: db.clone(),
+            outbox: db.clone(),
+            verification_tokens: OneTimeTokens::new(kv.clone()),
+            reset_tokens: OneTimeTokens::new(kv.clone()),
+            rate_limits: RateLimits::new(kv),
+            dependencies: vec![],
+        };
+        let metrics = Arc::new(Metrics::default());
+        let hasher = Arc::new(Hasher::new(Arc::new(CpuPool::new("b", 1, 8)), 4).unwrap());
+        let outbox: Arc<dyn Outbox> = db;
+        let shared = Shared {
+            mailroom: Arc::new(Mailroom::new(
+                outbox,
+                Default::default(),
+                Arc::clone(&metrics),
+                Arc::clone(&clock),
+            )),
+            repos,
+            hasher: Arc::clone(&hasher),
+            metrics,
+            clock,
+        };
+        let config = Config::load(&HashMap::<String, String>::new()).unwrap();
+        let limits = LimitConfig {
+            login_failures: crate::service::RateLimit {
+                max: 1,
+                window: Duration::from_secs(60),
+            },
+            ..config.limits
+        };
+        let key = Arc::new(
+            crate::jwt::SigningKey::from_pem_file(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/testdata/signing-key.pem"
+            )))
+            .unwrap(),
+        );
+        let signer = Arc::new(Signer::new(key, "https://test".into(), None, 60));
+        let pool = Arc::new(CpuPool::new("rsa", 1, 8));
+        (
+            Sessions::new(&shared, &config.tokens, &limits, signer, pool),
+            hasher,
+        )
+    }
+
+    /// No timing oracle (SPEC §3): a login for an address without an account costs the
+    /// same bcrypt work as a wrong password — one verification — and a locked-out address
+    /// costs none.
+    #[tokio::test]
+    async fn a_login_for_an_unknown_email_costs_one_bcrypt_check() {
+        let (sessions, hasher) = sessions();
+        let password = || Password::new("some password".into()).unwrap();
+        let email = Email::parse("nobody@example.com").unwrap();
+        let before = hasher.work();
+        let outcome = sessions.login(email.clone(), password()).await;
+        assert!(matches!(outcome, Err(SessionError::InvalidCredentials)));
+        assert_eq!(hasher.work().verifications, before.verifications + 1);
+        assert_eq!(hasher.work().hashes, before.hashes);
+        // Past the limit (1 failure), the attempt is refused before any bcrypt work.
+        let outcome = sessions.login(email, password()).await;
+        assert!(matches!(outcome, Err(SessionError::RateLimited { .. })));
+        assert_eq!(hasher.work().verifications, before.verifications + 1);
     }
 }

@@ -1,39 +1,56 @@
-//! One contract suite for the repository traits, run unchanged against the in-memory
+//! One contract suite for the repositories, run unchanged against the in-memory
 //! implementations and against PostgreSQL + Redis.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use authd::domain::{Email, PasswordHash, TokenHash, UserId};
+use authd::clock::ManualClock;
+use authd::domain::{
+    classify, Email, PasswordHash, Refresh, ResetGrant, SessionId, TokenHash, TokenState, UserId,
+    Verdict,
+};
 use authd::repo::{
-    CreateUserError, NewRefreshToken, NewUser, OutgoingEmail, Purpose, RateKey, Repos, Rotation,
-    TokenSubject,
+    CreateUserError, NewRefreshToken, NewUser, OutgoingEmail, RateKey, Repos, Rotation,
 };
 use authd::Config;
 
-use crate::helpers::{base_config, Backend, Storage};
+use crate::support::{base_config, Backend, Storage};
 
-async fn repos(backend: Backend) -> (Repos, Arc<Storage>) {
-    let storage = Storage::new(backend).await;
+/// The repositories on `backend`, the in-memory ones keeping time by a clock the test moves.
+async fn repos_with_clock(backend: Backend) -> (Repos, Arc<ManualClock>, Arc<Storage>) {
+    let storage = backend.storage().await;
     let mut env = base_config();
-    if let Some(db) = &storage.database {
-        env.insert("DATABASE_URL".into(), db.url.clone());
-    }
-    if let Some(r) = &storage.redis {
-        env.insert("REDIS_URL".into(), r.url.clone());
-        env.insert("AUTH_REDIS_PREFIX".into(), r.prefix.clone());
+    for (k, v) in storage.env() {
+        env.insert(k.into(), v);
     }
     let config = Config::load(&env).unwrap();
-    let metrics = std::sync::Arc::new(authd::metrics::Metrics::default());
-    (authd::repo::open(&config, metrics).await.unwrap(), storage)
+    let metrics = Arc::new(authd::metrics::Metrics::default());
+    let clock = Arc::new(ManualClock::new());
+    let repos = authd::repo::open(&config.storage, metrics, clock.clone())
+        .await
+        .unwrap();
+    (repos, clock, storage)
+}
+
+async fn repos(backend: Backend) -> (Repos, Arc<Storage>) {
+    let (repos, _, storage) = repos_with_clock(backend).await;
+    (repos, storage)
+}
+
+/// Waits out a lifetime: the clock moves on the embedded backend; Redis keeps its own time.
+async fn let_pass(backend: Backend, clock: &ManualClock, d: Duration) {
+    match backend {
+        Backend::Memory => clock.advance(d),
+        Backend::Real => tokio::time::sleep(d).await,
+    }
 }
 
 fn email(s: &str) -> Email {
     Email::parse(s).unwrap()
 }
 
-fn hash(n: u8) -> TokenHash {
+fn hash<K>(n: u8) -> TokenHash<K> {
     TokenHash::from_bytes([n; 32])
 }
 
@@ -54,16 +71,53 @@ async fn new_user(repos: &Repos, address: &str) -> UserId {
     let user = NewUser {
         id,
         email: email(address),
-        password_hash: PasswordHash::from_stored("$2b$04$x".into()),
+        password_hash: stored_hash(),
     };
-    repos.users.create(user).await.unwrap();
+    let first = verification_for(id, address);
+    repos
+        .users
+        .create(user, first, SystemTime::now())
+        .await
+        .unwrap();
     id
 }
 
 fn token(n: u8, ttl: Duration) -> NewRefreshToken {
     NewRefreshToken {
-        hash: hash(n),
+        hash: hash::<Refresh>(n),
         expires_at: SystemTime::now() + ttl,
+    }
+}
+
+/// Starts a session whose first token is `first`.
+async fn session(repos: &Repos, user: UserId, first: NewRefreshToken) -> SessionId {
+    let id = SessionId::random();
+    assert!(repos
+        .refresh_tokens
+        .start_session(id, user, &stored_hash(), first)
+        .await
+        .unwrap());
+    id
+}
+
+/// Presents token `n` at `now`: what the repository did, and what that means with `grace`
+/// — reuse detected ends the session, as the session service does.
+async fn present(repos: &Repos, n: u8, successor: u8, now: SystemTime, grace: Duration) -> Verdict {
+    let rt = &repos.refresh_tokens;
+    match rt
+        .rotate(&hash(n), token(successor, DAY), now)
+        .await
+        .unwrap()
+    {
+        Rotation::Rotated { .. } => Verdict::Current,
+        Rotation::Refused(state) => {
+            let verdict = classify(state.as_ref(), now, grace);
+            assert_ne!(verdict, Verdict::Current, "a current token was not rotated");
+            if let (Verdict::ReuseDetected, Some(state)) = (verdict, state) {
+                rt.revoke_session(state.session, now).await.unwrap();
+            }
+            verdict
+        }
     }
 }
 
@@ -85,12 +139,14 @@ async fn users_are_unique_by_email_in_any_case(backend: Backend) {
         repos.users.by_id(id).await.unwrap().unwrap().email.as_str(),
         "ann@example.com"
     );
+    let other = UserId::random();
     let again = NewUser {
-        id: UserId::random(),
+        id: other,
         email: email("Ann@Example.com"),
         password_hash: PasswordHash::from_stored("h".into()),
     };
-    let result = repos.users.create(again).await;
+    let first = verification_for(other, "ann@example.com");
+    let result = repos.users.create(again, first, SystemTime::now()).await;
     assert!(matches!(result, Err(CreateUserError::EmailTaken)));
     assert!(repos
         .users
@@ -100,17 +156,19 @@ async fn users_are_unique_by_email_in_any_case(backend: Backend) {
         .is_none());
 }
 
-both!(creating_a_user_queues_their_first_email_and_only_then);
-async fn creating_a_user_queues_their_first_email_and_only_then(backend: Backend) {
+both!(creating_a_user_queues_its_email_and_only_then);
+async fn creating_a_user_queues_its_email_and_only_then(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let id = new_user(&repos, "bea@example.com").await;
     // A refused duplicate must not queue anything.
+    let other = UserId::random();
     let dup = NewUser {
-        id: UserId::random(),
+        id: other,
         email: email("bea@example.com"),
         password_hash: PasswordHash::from_stored("h".into()),
     };
-    let _ = repos.users.create(dup).await;
+    let first = verification_for(other, "bea@example.com");
+    let _ = repos.users.create(dup, first, SystemTime::now()).await;
     let claimed = repos
         .outbox
         .claim(10, Duration::from_secs(60), SystemTime::now())
@@ -129,12 +187,7 @@ async fn verification_and_password_changes_stick(backend: Backend) {
     repos.users.mark_verified(id).await.unwrap();
     assert!(repos.users.by_id(id).await.unwrap().unwrap().email_verified);
 
-    repos
-        .refresh_tokens
-        .start_family(id, &stored_hash(), token(1, DAY))
-        .await
-        .unwrap();
-    let old = PasswordHash::from_stored("$2b$04$x".into());
+    session(&repos, id, token(1, DAY)).await;
     // A change based on a password that is no longer current changes nothing.
     let stale = PasswordHash::from_stored("not the current hash".into());
     assert!(!repos
@@ -144,32 +197,27 @@ async fn verification_and_password_changes_stick(backend: Backend) {
         .unwrap());
     assert!(repos
         .users
-        .set_password(id, &old, PasswordHash::from_stored("new".into()), true)
+        .set_password(
+            id,
+            &stored_hash(),
+            PasswordHash::from_stored("new".into()),
+            true
+        )
         .await
         .unwrap());
-    assert_eq!(
-        repos
-            .users
-            .by_id(id)
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash
-            .as_str(),
-        "new"
-    );
+    let user = repos.users.by_id(id).await.unwrap().unwrap();
+    assert_eq!(user.password_hash.as_str(), "new");
     // Every session of the user ended with the password change.
-    let outcome = repos
-        .refresh_tokens
-        .rotate(&hash(1), token(2, DAY), SystemTime::now(), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(outcome, Rotation::Revoked);
+    let now = SystemTime::now();
+    assert_eq!(
+        present(&repos, 1, 2, now, Duration::ZERO).await,
+        Verdict::Revoked
+    );
     assert!(!repos
         .users
         .set_password(
             UserId::random(),
-            &old,
+            &stored_hash(),
             PasswordHash::from_stored("x".into()),
             false
         )
@@ -183,157 +231,138 @@ async fn a_session_starts_only_under_the_password_that_was_checked(backend: Back
     let user = new_user(&repos, "racer@example.com").await;
     let rt = &repos.refresh_tokens;
     let stale = PasswordHash::from_stored("changed meanwhile".into());
-    assert!(!rt.start_family(user, &stale, token(1, DAY)).await.unwrap());
+    assert!(!rt
+        .start_session(SessionId::random(), user, &stale, token(1, DAY))
+        .await
+        .unwrap());
     let now = SystemTime::now();
     assert_eq!(
-        rt.rotate(&hash(1), token(2, DAY), now, Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Unknown
+        present(&repos, 1, 2, now, Duration::ZERO).await,
+        Verdict::Unknown
     );
     assert!(!rt
-        .start_family(UserId::random(), &stored_hash(), token(3, DAY))
+        .start_session(
+            SessionId::random(),
+            UserId::random(),
+            &stored_hash(),
+            token(3, DAY)
+        )
         .await
         .unwrap());
-    assert!(rt
-        .start_family(user, &stored_hash(), token(4, DAY))
-        .await
-        .unwrap());
+    session(&repos, user, token(4, DAY)).await;
+}
+
+both!(rotation_reports_the_state_of_every_token_it_refuses);
+async fn rotation_reports_the_state_of_every_token_it_refuses(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let rt = &repos.refresh_tokens;
+    let user = new_user(&repos, "dan@example.com").await;
+    let now = SystemTime::now();
+    assert_eq!(
+        rt.rotate(&hash(9), token(10, DAY), now).await.unwrap(),
+        Rotation::Refused(None)
+    );
+    let first = token(1, DAY);
+    let id = session(&repos, user, first).await;
+    assert_eq!(
+        rt.rotate(&hash(1), token(2, DAY), now).await.unwrap(),
+        Rotation::Rotated { user, session: id }
+    );
+    // Spent: refused, with when it was spent, in a live session.
+    let Rotation::Refused(Some(state)) = rt.rotate(&hash(1), token(3, DAY), now).await.unwrap()
+    else {
+        panic!("a rotated token is known");
+    };
+    let close = |a: SystemTime, b: SystemTime| {
+        a.duration_since(b).or(b.duration_since(a)).unwrap() < Duration::from_millis(1)
+    };
+    assert_eq!(state.session, id);
+    assert!(close(state.rotated_at.unwrap(), now), "{state:?}");
+    assert!(close(state.expires_at, first.expires_at), "{state:?}");
+    assert!(!state.session_revoked);
+    // Ending the session shows on every token of it.
+    rt.revoke_session(id, now).await.unwrap();
+    let refused = |r: Rotation| match r {
+        Rotation::Refused(Some(state)) => state,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let revoked: TokenState = refused(rt.rotate(&hash(2), token(4, DAY), now).await.unwrap());
+    assert!(revoked.session_revoked && revoked.rotated_at.is_none());
 }
 
 both!(rotation_classifies_every_presented_token);
 async fn rotation_classifies_every_presented_token(backend: Backend) {
     let (repos, _s) = repos(backend).await;
-    let rt = &repos.refresh_tokens;
     let user = new_user(&repos, "dan@example.com").await;
     let now = SystemTime::now;
-    assert_eq!(
-        rt.rotate(&hash(9), token(10, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Unknown
-    );
+    let none = Duration::ZERO;
+    assert_eq!(present(&repos, 9, 10, now(), none).await, Verdict::Unknown);
 
-    rt.start_family(user, &stored_hash(), token(1, DAY))
-        .await
-        .unwrap();
+    session(&repos, user, token(1, DAY)).await;
+    assert_eq!(present(&repos, 1, 2, now(), none).await, Verdict::Current);
+    assert_eq!(present(&repos, 2, 3, now(), none).await, Verdict::Current);
+    // Token 1 again: reuse, the session (with live token 3) is revoked.
     assert_eq!(
-        rt.rotate(&hash(1), token(2, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Rotated { user }
+        present(&repos, 1, 4, now(), none).await,
+        Verdict::ReuseDetected
     );
-    assert_eq!(
-        rt.rotate(&hash(2), token(3, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Rotated { user }
-    );
-    // Token 1 again: reuse, the family (with live token 3) is revoked.
-    assert_eq!(
-        rt.rotate(&hash(1), token(4, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::ReuseDetected
-    );
-    assert_eq!(
-        rt.rotate(&hash(3), token(5, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Revoked
-    );
+    assert_eq!(present(&repos, 3, 5, now(), none).await, Verdict::Revoked);
 
-    // Within the grace, reuse is refused but the family lives on.
-    rt.start_family(user, &stored_hash(), token(20, DAY))
-        .await
-        .unwrap();
+    // Within the grace, reuse is refused but the session lives on.
+    session(&repos, user, token(20, DAY)).await;
     let grace = Duration::from_secs(60);
-    assert!(matches!(
-        rt.rotate(&hash(20), token(21, DAY), now(), grace)
-            .await
-            .unwrap(),
-        Rotation::Rotated { .. }
-    ));
     assert_eq!(
-        rt.rotate(&hash(20), token(22, DAY), now(), grace)
-            .await
-            .unwrap(),
-        Rotation::ReusedWithinGrace
+        present(&repos, 20, 21, now(), grace).await,
+        Verdict::Current
     );
-    assert!(matches!(
-        rt.rotate(&hash(21), token(23, DAY), now(), grace)
-            .await
-            .unwrap(),
-        Rotation::Rotated { .. }
-    ));
+    assert_eq!(
+        present(&repos, 20, 22, now(), grace).await,
+        Verdict::ReusedWithinGrace
+    );
+    assert_eq!(
+        present(&repos, 21, 23, now(), grace).await,
+        Verdict::Current
+    );
     // Past the grace (seen from a later clock), reuse revokes.
     let later = now() + Duration::from_secs(120);
     assert_eq!(
-        rt.rotate(&hash(20), token(24, DAY), later, grace)
-            .await
-            .unwrap(),
-        Rotation::ReuseDetected
+        present(&repos, 20, 24, later, grace).await,
+        Verdict::ReuseDetected
     );
     assert_eq!(
-        rt.rotate(&hash(23), token(25, DAY), now(), grace)
-            .await
-            .unwrap(),
-        Rotation::Revoked
+        present(&repos, 23, 25, now(), grace).await,
+        Verdict::Revoked
     );
 
     // Expired.
-    rt.start_family(user, &stored_hash(), token(30, Duration::from_secs(60)))
-        .await
-        .unwrap();
+    session(&repos, user, token(30, Duration::from_secs(60))).await;
     let after_expiry = now() + Duration::from_secs(61);
     assert_eq!(
-        rt.rotate(&hash(30), token(31, DAY), after_expiry, Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Expired
+        present(&repos, 30, 31, after_expiry, none).await,
+        Verdict::Expired
     );
 
-    // Logout revokes the family of any of its tokens; unknown tokens are ignored.
-    rt.start_family(user, &stored_hash(), token(40, DAY))
-        .await
-        .unwrap();
-    assert!(matches!(
-        rt.rotate(&hash(40), token(41, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Rotated { .. }
-    ));
-    rt.revoke_family(&hash(40)).await.unwrap();
-    rt.revoke_family(&hash(99)).await.unwrap();
-    assert_eq!(
-        rt.rotate(&hash(41), token(42, DAY), now(), Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Revoked
-    );
+    // Logout revokes the session of any of its tokens; unknown tokens are ignored.
+    session(&repos, user, token(40, DAY)).await;
+    assert_eq!(present(&repos, 40, 41, now(), none).await, Verdict::Current);
+    let rt = &repos.refresh_tokens;
+    rt.revoke_session_of(&hash(40), now()).await.unwrap();
+    rt.revoke_session_of(&hash(99), now()).await.unwrap();
+    assert_eq!(present(&repos, 41, 42, now(), none).await, Verdict::Revoked);
 }
 
 both!(concurrent_rotations_of_one_token_have_one_winner);
 async fn concurrent_rotations_of_one_token_have_one_winner(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let user = new_user(&repos, "eve@example.com").await;
-    repos
-        .refresh_tokens
-        .start_family(user, &stored_hash(), token(1, DAY))
-        .await
-        .unwrap();
+    session(&repos, user, token(1, DAY)).await;
     let tasks: Vec<_> = (0..32u8)
         .map(|i| {
             let rt = repos.refresh_tokens.clone();
             tokio::spawn(async move {
-                rt.rotate(
-                    &hash(1),
-                    token(100 + i, DAY),
-                    SystemTime::now(),
-                    Duration::from_secs(60),
-                )
-                .await
-                .unwrap()
+                rt.rotate(&hash(1), token(100 + i, DAY), SystemTime::now())
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -341,7 +370,7 @@ async fn concurrent_rotations_of_one_token_have_one_winner(backend: Backend) {
     for t in tasks {
         match t.await.unwrap() {
             Rotation::Rotated { .. } => rotated += 1,
-            Rotation::ReusedWithinGrace => {}
+            Rotation::Refused(Some(state)) if state.rotated_at.is_some() => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -352,16 +381,8 @@ both!(expired_refresh_tokens_are_purged);
 async fn expired_refresh_tokens_are_purged(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let user = new_user(&repos, "fay@example.com").await;
-    repos
-        .refresh_tokens
-        .start_family(user, &stored_hash(), token(1, Duration::from_secs(60)))
-        .await
-        .unwrap();
-    repos
-        .refresh_tokens
-        .start_family(user, &stored_hash(), token(2, DAY))
-        .await
-        .unwrap();
+    session(&repos, user, token(1, Duration::from_secs(60))).await;
+    session(&repos, user, token(2, DAY)).await;
     let purged = repos
         .refresh_tokens
         .purge_expired(SystemTime::now() + Duration::from_secs(120))
@@ -370,111 +391,65 @@ async fn expired_refresh_tokens_are_purged(backend: Backend) {
     assert_eq!(purged, 1);
     let now = SystemTime::now();
     assert_eq!(
-        repos
-            .refresh_tokens
-            .rotate(&hash(1), token(3, DAY), now, Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Unknown
+        present(&repos, 1, 3, now, Duration::ZERO).await,
+        Verdict::Unknown
     );
-    assert!(matches!(
-        repos
-            .refresh_tokens
-            .rotate(&hash(2), token(4, DAY), now, Duration::ZERO)
-            .await
-            .unwrap(),
-        Rotation::Rotated { .. }
-    ));
+    assert_eq!(
+        present(&repos, 2, 4, now, Duration::ZERO).await,
+        Verdict::Current
+    );
 }
 
-both!(one_time_tokens_work_once_per_purpose_and_expire);
-async fn one_time_tokens_work_once_per_purpose_and_expire(backend: Backend) {
-    let (repos, _s) = repos(backend).await;
-    let ot = &repos.one_time_tokens;
-    let user = TokenSubject::from(UserId::random());
-    ot.put(
-        Purpose::VerifyEmail,
-        &hash(1),
-        user,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    // A verification token is not a reset token.
-    assert_eq!(
-        ot.peek(Purpose::ResetPassword, &hash(1)).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        ot.take(Purpose::ResetPassword, &hash(1)).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        ot.peek(Purpose::VerifyEmail, &hash(1)).await.unwrap(),
-        Some(user)
-    );
-    assert_eq!(
-        ot.take(Purpose::VerifyEmail, &hash(1)).await.unwrap(),
-        Some(user)
-    );
-    assert_eq!(ot.take(Purpose::VerifyEmail, &hash(1)).await.unwrap(), None);
-    assert_eq!(ot.peek(Purpose::VerifyEmail, &hash(1)).await.unwrap(), None);
+both!(one_time_tokens_work_once_per_kind_and_expire);
+async fn one_time_tokens_work_once_per_kind_and_expire(backend: Backend) {
+    let (repos, clock, _s) = repos_with_clock(backend).await;
+    let (verify, reset) = (&repos.verification_tokens, &repos.reset_tokens);
+    let user = UserId::random();
+    verify
+        .put(&hash(1), user, Duration::from_secs(60))
+        .await
+        .unwrap();
+    // The same bytes as a reset token find nothing: each kind has its own key space.
+    assert_eq!(reset.peek(&hash(1)).await.unwrap(), None);
+    assert_eq!(reset.take(&hash(1)).await.unwrap(), None);
+    assert_eq!(verify.peek(&hash(1)).await.unwrap(), Some(user));
+    assert_eq!(verify.take(&hash(1)).await.unwrap(), Some(user));
+    assert_eq!(verify.take(&hash(1)).await.unwrap(), None);
+    assert_eq!(verify.peek(&hash(1)).await.unwrap(), None);
 
     // Reset tokens carry a password stamp, stored and returned as it was.
-    let stamped = TokenSubject {
-        user: user.user,
-        stamp: Some(u64::MAX - 7),
-    };
-    ot.put(
-        Purpose::ResetPassword,
-        &hash(3),
-        stamped,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        ot.peek(Purpose::ResetPassword, &hash(3)).await.unwrap(),
-        Some(stamped)
-    );
-    assert_eq!(
-        ot.take(Purpose::ResetPassword, &hash(3)).await.unwrap(),
-        Some(stamped)
-    );
-
-    ot.put(
-        Purpose::ResetPassword,
-        &hash(2),
+    let grant = ResetGrant {
         user,
-        Duration::from_millis(300),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(
-        ot.take(Purpose::ResetPassword, &hash(2)).await.unwrap(),
-        None
-    );
+        stamp: u64::MAX - 7,
+    };
+    reset
+        .put(&hash(3), grant, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(reset.peek(&hash(3)).await.unwrap(), Some(grant));
+    assert_eq!(reset.take(&hash(3)).await.unwrap(), Some(grant));
+
+    reset
+        .put(&hash(2), grant, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let_pass(backend, &clock, Duration::from_millis(450)).await;
+    assert_eq!(reset.take(&hash(2)).await.unwrap(), None);
 }
 
 both!(concurrent_takes_of_one_token_have_one_winner);
 async fn concurrent_takes_of_one_token_have_one_winner(backend: Backend) {
     let (repos, _s) = repos(backend).await;
-    let user = TokenSubject::from(UserId::random());
+    let user = UserId::random();
     repos
-        .one_time_tokens
-        .put(
-            Purpose::VerifyEmail,
-            &hash(5),
-            user,
-            Duration::from_secs(60),
-        )
+        .verification_tokens
+        .put(&hash(5), user, Duration::from_secs(60))
         .await
         .unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let ot = repos.one_time_tokens.clone();
-            tokio::spawn(async move { ot.take(Purpose::VerifyEmail, &hash(5)).await.unwrap() })
+            let tokens = repos.verification_tokens.clone();
+            tokio::spawn(async move { tokens.take(&hash(5)).await.unwrap() })
         })
         .collect();
     let mut winners = 0;
@@ -488,7 +463,7 @@ async fn concurrent_takes_of_one_token_have_one_winner(backend: Backend) {
 
 both!(rate_counters_count_within_their_window);
 async fn rate_counters_count_within_their_window(backend: Backend) {
-    let (repos, _s) = repos(backend).await;
+    let (repos, clock, _s) = repos_with_clock(backend).await;
     let rl = &repos.rate_limits;
     let key = RateKey::Resend(email("gus@example.com"));
     let other = RateKey::LoginFailures(email("gus@example.com"));
@@ -500,7 +475,7 @@ async fn rate_counters_count_within_their_window(backend: Backend) {
     assert!(second.resets_in <= window && second.resets_in > Duration::ZERO);
     assert_eq!(rl.peek(&key).await.unwrap().unwrap().count, 2);
     assert_eq!(rl.peek(&other).await.unwrap(), None);
-    tokio::time::sleep(Duration::from_millis(750)).await;
+    let_pass(backend, &clock, Duration::from_millis(750)).await;
     assert_eq!(rl.peek(&key).await.unwrap(), None);
     assert_eq!(rl.hit(&key, window).await.unwrap().count, 1);
     rl.clear(&key).await.unwrap();
@@ -536,7 +511,7 @@ async fn outbox_claims_are_leases(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let user = new_user(&repos, "ida@example.com").await;
     let ob = &repos.outbox;
-    ob.enqueue(verification_for(user, "ida@example.com"))
+    ob.enqueue(verification_for(user, "ida@example.com"), SystemTime::now())
         .await
         .unwrap();
     let lease = Duration::from_secs(30);
@@ -570,10 +545,10 @@ async fn old_sent_and_failed_emails_are_purged(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let user = new_user(&repos, "old@example.com").await;
     let ob = &repos.outbox;
-    ob.enqueue(verification_for(user, "old@example.com"))
+    ob.enqueue(verification_for(user, "old@example.com"), SystemTime::now())
         .await
         .unwrap();
-    ob.enqueue(verification_for(user, "old@example.com"))
+    ob.enqueue(verification_for(user, "old@example.com"), SystemTime::now())
         .await
         .unwrap();
     let items = ob
@@ -599,11 +574,10 @@ both!(reset_requests_need_no_account_and_can_be_skipped);
 async fn reset_requests_need_no_account_and_can_be_skipped(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let ob = &repos.outbox;
-    ob.enqueue(OutgoingEmail::PasswordReset {
+    let request = OutgoingEmail::PasswordReset {
         to: email("nobody@example.com"),
-    })
-    .await
-    .unwrap();
+    };
+    ob.enqueue(request, SystemTime::now()).await.unwrap();
     let items = ob
         .claim(10, Duration::from_secs(60), SystemTime::now())
         .await

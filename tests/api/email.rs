@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
-use crate::helpers::{path_of_link, spawn_app_on, Backend, Storage, PASSWORD};
-use crate::services::{unused_port, SmtpSink};
+use crate::support::{free_port, SmtpSink};
+use crate::support::{path_of_link, spawn_app_on, Storage, PASSWORD};
 
 const SENDER: &str = "authd test <no-reply@example.com>";
 
@@ -29,7 +29,7 @@ async fn the_email_arrives_with_both_parts_and_its_link_verifies() {
     let sink = tokio::task::spawn_blocking(|| SmtpSink::start(false))
         .await
         .unwrap();
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let app = spawn_app_on(
         storage.clone(),
         &[
@@ -70,17 +70,21 @@ async fn the_email_arrives_with_both_parts_and_its_link_verifies() {
 
 #[tokio::test]
 async fn an_email_queued_while_smtp_is_down_arrives_when_it_is_back() {
-    let port = unused_port();
+    let port = free_port();
     let sink = tokio::task::spawn_blocking(move || SmtpSink::on(port, false))
         .await
         .unwrap();
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let app = spawn_app_on(storage.clone(), &[("SMTP_URL", &sink.url())]).await;
     assert_eq!(
         app.register("patient@example.com", PASSWORD).await.status,
         StatusCode::CREATED
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait until the worker has tried, and failed, at least once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outbox_rows(&storage).await[0].2 == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(sink.messages().is_empty());
     let pending = outbox_rows(&storage).await;
     assert_eq!(pending[0].1, "pending");
@@ -113,7 +117,7 @@ async fn a_permanent_refusal_marks_the_email_failed_without_retrying() {
     let sink = tokio::task::spawn_blocking(|| SmtpSink::start(true))
         .await
         .unwrap();
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let app = spawn_app_on(storage.clone(), &[("SMTP_URL", &sink.url())]).await;
     assert_eq!(
         app.register("nobody-home@example.com", PASSWORD)
@@ -135,14 +139,25 @@ async fn a_permanent_refusal_marks_the_email_failed_without_retrying() {
             1
         )]
     );
-    // No retry storm: the server saw exactly one attempt, also a while later.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // No retry, ever: an hour later (any retry would be due by then), a second email
+    // queued behind the first is attempted, and the first is not attempted again.
     assert_eq!(sink.attempts(), 1);
+    app.clock.advance(Duration::from_secs(3600));
+    assert_eq!(
+        app.register("barrier@example.com", PASSWORD).await.status,
+        StatusCode::CREATED
+    );
+    let mut waited = Duration::ZERO;
+    while sink.attempts() < 2 && waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    assert_eq!(sink.attempts(), 2, "the refused email was tried again");
     assert!(sink.messages().is_empty());
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     let metrics = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
     assert!(
-        metrics.contains("authd_emails_total{result=\"failed\"} 1"),
+        metrics.contains("authd_emails_total{result=\"failed\"} 2"),
         "{metrics}"
     );
 }
@@ -152,7 +167,7 @@ async fn two_instances_on_one_database_send_each_email_once() {
     let sink = tokio::task::spawn_blocking(|| SmtpSink::start(false))
         .await
         .unwrap();
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let url = sink.url();
     let first = spawn_app_on(storage.clone(), &[("SMTP_URL", &url)]).await;
     let second = spawn_app_on(storage.clone(), &[("SMTP_URL", &url)]).await;
@@ -166,8 +181,10 @@ async fn two_instances_on_one_database_send_each_email_once() {
         );
     }
     sink.wait_for(12, Duration::from_secs(15)).await;
-    // Give a duplicate the time to show up, if there were one.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Stopping waits for each worker to finish what it claimed: no duplicate can arrive
+    // after this.
+    first.stop().await;
+    second.stop().await;
     let recipients = sink.recipients();
     let mut expected: Vec<String> = (0..12).map(|i| format!("once{i}@example.com")).collect();
     expected.sort();

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 
-use crate::helpers::{spawn_app_on, Storage, TestApp, PASSWORD};
-use crate::services::{block_on, Owned};
+use crate::support::{block_on, Owned};
+use crate::support::{spawn_app_on, Storage, TestApp, PASSWORD};
 
 /// Owned servers are started and stopped from blocking code.
 fn start(f: fn() -> Result<Owned, String>) -> Arc<Owned> {

@@ -1,6 +1,6 @@
 use hyper::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, Backend, PASSWORD};
+use crate::support::{spawn_app, Backend, PASSWORD};
 
 both!(healthz_and_readyz_are_200_on_the_embedded_default);
 async fn healthz_and_readyz_are_200_on_the_embedded_default(backend: Backend) {

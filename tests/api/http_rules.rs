@@ -1,6 +1,6 @@
 use hyper::{Method, StatusCode};
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
+use crate::support::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
 #[tokio::test]
 async fn unknown_path_is_a_404_problem() {

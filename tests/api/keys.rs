@@ -3,9 +3,9 @@ use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_app_with, testdata, Backend};
+use crate::support::{spawn_app, spawn_app_with, testdata, Backend};
 
-async fn jwks(app: &crate::helpers::TestApp) -> Value {
+async fn jwks(app: &crate::support::TestApp) -> Value {
     let res = app.get("/.well-known/jwks.json").await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.header("content-type"), Some("application/json"));
@@ -96,7 +96,7 @@ async fn access_token_verifies_with_an_independent_library_fed_only_the_jwks() {
     .await;
     let user_id = app.verified_user("yuri@example.com").await;
     let access = app
-        .login("yuri@example.com", crate::helpers::PASSWORD)
+        .login("yuri@example.com", crate::support::PASSWORD)
         .await
         .json()["access_token"]
         .as_str()
@@ -143,11 +143,11 @@ async fn two_access_tokens_have_distinct_jti() {
     let app = spawn_app(Backend::Memory).await;
     app.verified_user("zoe@example.com").await;
     let a = app
-        .login("zoe@example.com", crate::helpers::PASSWORD)
+        .login("zoe@example.com", crate::support::PASSWORD)
         .await
         .json();
     let b = app
-        .login("zoe@example.com", crate::helpers::PASSWORD)
+        .login("zoe@example.com", crate::support::PASSWORD)
         .await
         .json();
     let jti = |t: &Value| {
@@ -188,7 +188,7 @@ async fn retired_keys_are_published_once_each() {
     // Tokens are signed with the first (active) key.
     app.verified_user("rot@example.com").await;
     let access = app
-        .login("rot@example.com", crate::helpers::PASSWORD)
+        .login("rot@example.com", crate::support::PASSWORD)
         .await
         .json()["access_token"]
         .as_str()

@@ -1,7 +1,7 @@
 use hyper::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
+use crate::support::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
 both!(login_returns_a_token_pair_that_is_never_cached);
 async fn login_returns_a_token_pair_that_is_never_cached(backend: Backend) {
@@ -159,7 +159,8 @@ async fn lockout_ends_with_the_window(backend: Backend) {
         app.login("ned@example.com", PASSWORD).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.wait_out_ttl(std::time::Duration::from_millis(1100))
+        .await;
     assert_eq!(
         app.login("ned@example.com", PASSWORD).await.status,
         StatusCode::OK

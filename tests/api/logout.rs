@@ -1,7 +1,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, Backend};
+use crate::support::{spawn_app, Backend};
 
 both!(logout_ends_the_session_family);
 async fn logout_ends_the_session_family(backend: Backend) {
@@ -24,7 +24,7 @@ async fn logout_leaves_other_sessions_alone(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, laptop) = app.session("walt@example.com").await;
     let phone = app
-        .login("walt@example.com", crate::helpers::PASSWORD)
+        .login("walt@example.com", crate::support::PASSWORD)
         .await
         .json()["refresh_token"]
         .as_str()

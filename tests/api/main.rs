@@ -1,10 +1,9 @@
 //! Black-box tests: each starts the real app on port 0 with its own state and talks to it
 //! over HTTP, the way a client would. Most run twice: on the embedded default and on
-//! PostgreSQL + Redis (see `both!`); `services` finds or starts those servers.
+//! PostgreSQL + Redis (see `both!`); `support` has what they stand on.
 
 #[macro_use]
-mod helpers;
-mod services;
+mod support;
 
 mod contract;
 mod email;
@@ -18,7 +17,6 @@ mod openapi;
 mod operations;
 mod password;
 mod persistence;
-mod process;
 mod refresh;
 mod register;
 mod resend;

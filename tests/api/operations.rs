@@ -10,9 +10,9 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{path_of_link, spawn_app_with, Backend, Storage, PASSWORD};
-use crate::process::AuthdProcess;
-use crate::services::SmtpSink;
+use crate::support::AuthdProcess;
+use crate::support::SmtpSink;
+use crate::support::{path_of_link, spawn_app_with, Backend, Storage, PASSWORD};
 
 /// Every form in which a token could leak: itself, its raw bytes in hex, its SHA-256 in
 /// hex and base64url.
@@ -33,7 +33,7 @@ async fn a_whole_flow_logs_one_json_line_per_request_and_no_secret() {
     let sink = tokio::task::spawn_blocking(|| SmtpSink::start(false))
         .await
         .unwrap();
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let url = sink.url();
     let mut authd = AuthdProcess::start(
         &storage,
@@ -187,11 +187,46 @@ async fn a_whole_flow_logs_one_json_line_per_request_and_no_secret() {
     assert!(access
         .iter()
         .any(|l| l["fields"]["request_id"] == "trace-me-123"));
+
+    // Every line a service logs while answering sits in its request's span: its request id
+    // and route are those of one access line.
+    let answered: Vec<(&Value, &Value)> = access
+        .iter()
+        .map(|l| (&l["fields"]["request_id"], &l["fields"]["route"]))
+        .collect();
+    let from_services: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("authd::service"))
+        })
+        .collect();
+    for expected in [
+        "user registered",
+        "login",
+        "password reset; every session revoked",
+    ] {
+        assert!(
+            from_services
+                .iter()
+                .any(|l| l["fields"]["message"] == expected),
+            "no service line {expected:?}"
+        );
+    }
+    for line in from_services {
+        let span = &line["span"];
+        assert_eq!(span["name"], "request", "outside a request span: {line}");
+        assert!(
+            answered.contains(&(&span["request_id"], &span["route"])),
+            "no access line for the span of {line}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
-    let storage = Storage::new(Backend::Memory).await;
+    let storage = Storage::memory();
     let mut authd = AuthdProcess::start(
         &storage,
         &[("AUTH_BCRYPT_COST", "10"), ("AUTH_BCRYPT_WORKERS", "1")],

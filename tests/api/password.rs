@@ -8,10 +8,10 @@ use base64::Engine as _;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    path_of_link, spawn_app_on, spawn_app_with, Backend, Storage, TestApp, TestResponse, PASSWORD,
+use crate::support::SmtpSink;
+use crate::support::{
+    path_of_link, spawn_app_on, spawn_app_with, Backend, TestApp, TestResponse, PASSWORD,
 };
-use crate::services::SmtpSink;
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
@@ -67,7 +67,7 @@ async fn the_whole_reset_flow_through_a_real_smtp_server(backend: Backend) {
         .unwrap();
     let url = sink.url();
     let app = spawn_app_on(
-        Storage::new(backend).await,
+        backend.storage().await,
         &[("SMTP_URL", &url), ("AUTH_RESET_TTL", "30m")],
     )
     .await;
@@ -122,7 +122,7 @@ async fn the_whole_reset_flow_through_a_real_smtp_server(backend: Backend) {
 
 both!(a_reset_token_works_once);
 async fn a_reset_token_works_once(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::spawn_app(backend).await;
     app.verified_user("once@example.com").await;
     assert_eq!(
         forgot(&app, "once@example.com").await.status,
@@ -148,7 +148,7 @@ async fn an_expired_reset_token_fails(backend: Backend) {
     app.verified_user("late@example.com").await;
     forgot(&app, "late@example.com").await;
     let token = reset_token(&app, "late@example.com", 2).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.wait_out_ttl(Duration::from_millis(1200)).await;
     assert_eq!(
         reset(&app, &token, NEW_PASSWORD).await.status,
         StatusCode::BAD_REQUEST
@@ -161,7 +161,7 @@ async fn an_expired_reset_token_fails(backend: Backend) {
 
 both!(an_invalid_new_password_is_refused_before_the_token_is_spent);
 async fn an_invalid_new_password_is_refused_before_the_token_is_spent(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::spawn_app(backend).await;
     app.verified_user("typo@example.com").await;
     forgot(&app, "typo@example.com").await;
     let token = reset_token(&app, "typo@example.com", 2).await;
@@ -180,7 +180,7 @@ async fn an_invalid_new_password_is_refused_before_the_token_is_spent(backend: B
 
 both!(a_reset_verifies_the_email);
 async fn a_reset_verifies_the_email(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::spawn_app(backend).await;
     app.register("unverified@example.com", PASSWORD).await;
     assert_eq!(
         app.login("unverified@example.com", PASSWORD).await.status,
@@ -202,7 +202,7 @@ async fn a_reset_verifies_the_email(backend: Backend) {
 
 both!(forgot_for_an_unknown_email_is_202_and_sends_nothing);
 async fn forgot_for_an_unknown_email_is_202_and_sends_nothing(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::spawn_app(backend).await;
     assert_eq!(
         forgot(&app, "ghost@example.com").await.status,
         StatusCode::ACCEPTED
@@ -228,7 +228,7 @@ async fn forgot_is_limited_per_address_without_telling(backend: Backend) {
         );
     }
     reset_token(&app, "spam@example.com", 2).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.mail_barrier("after-spam@example.com").await;
     let resets = app
         .mailer
         .sent_to("spam@example.com")
@@ -240,7 +240,7 @@ async fn forgot_is_limited_per_address_without_telling(backend: Backend) {
 
 #[tokio::test]
 async fn verification_and_reset_tokens_are_not_interchangeable() {
-    let app = crate::helpers::spawn_app(Backend::Memory).await;
+    let app = crate::support::spawn_app(Backend::Memory).await;
     app.register("mixed@example.com", PASSWORD).await;
     let verify_path = app.verification_path("mixed@example.com", 1).await;
     let verification_token = verify_path.rsplit('=').next().unwrap().to_string();
@@ -266,7 +266,7 @@ async fn verification_and_reset_tokens_are_not_interchangeable() {
 
 both!(a_password_change_ends_every_session);
 async fn a_password_change_ends_every_session(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::spawn_app(backend).await;
     let (access, laptop) = app.session("changer@example.com").await;
     let phone = refresh_of(&app.login("changer@example.com", PASSWORD).await);
     let res = change(&app, Some(&access), PASSWORD, NEW_PASSWORD).await;
@@ -290,7 +290,7 @@ fn b64(value: &Value) -> String {
 
 /// An access token signed with the test key, with `claims` as given.
 fn signed(claims: &Value, key_file: &str, kid: &str) -> String {
-    let pem = std::fs::read(crate::helpers::testdata(key_file)).unwrap();
+    let pem = std::fs::read(crate::support::testdata(key_file)).unwrap();
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid.to_string());
@@ -393,7 +393,7 @@ async fn a_change_checks_the_current_password_with_the_login_limit(backend: Back
 
 both!(older_reset_links_go_stale_when_the_password_changes);
 async fn older_reset_links_go_stale_when_the_password_changes(backend: Backend) {
-    let app = crate::helpers::spawn_app(backend).await;
+    let app = crate::support::spawn_app(backend).await;
     app.verified_user("stale@example.com").await;
     forgot(&app, "stale@example.com").await;
     let first = reset_token(&app, "stale@example.com", 2).await;

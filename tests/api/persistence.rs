@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hyper::StatusCode;
 
-use crate::helpers::{path_of_link, spawn_app_on, Backend, Storage, PASSWORD};
-use crate::services::services;
+use crate::support::services;
+use crate::support::{path_of_link, spawn_app_on, Storage, PASSWORD};
 
 /// How many numbered migrations `sql/` holds.
 fn migration_files() -> usize {
@@ -44,7 +44,7 @@ async fn dump_database(storage: &Storage) -> String {
 
 #[tokio::test]
 async fn no_raw_token_or_password_is_stored() {
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let app = spawn_app_on(storage.clone(), &[]).await;
     app.register("secret@example.com", PASSWORD).await;
     // Two verification emails: one consumed, one still live in Redis.
@@ -109,7 +109,7 @@ async fn no_raw_token_or_password_is_stored() {
 
 #[tokio::test]
 async fn users_and_sessions_survive_a_restart() {
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let app = spawn_app_on(storage.clone(), &[]).await;
     app.verified_user("durable@example.com").await;
     let refresh = app.login("durable@example.com", PASSWORD).await.json()["refresh_token"]
@@ -133,7 +133,7 @@ async fn users_and_sessions_survive_a_restart() {
 
 #[tokio::test]
 async fn an_email_queued_before_a_restart_is_sent_after_it() {
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     // An email queued while no authd runs (the schema applied by an earlier one)…
     spawn_app_on(storage.clone(), &[]).await.stop().await;
     let client = storage.database.as_ref().unwrap().client().await;
@@ -152,9 +152,9 @@ async fn an_email_queued_before_a_restart_is_sent_after_it() {
 
 #[tokio::test]
 async fn replicas_starting_together_apply_each_migration_once() {
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let url = storage.database.as_ref().unwrap().url.clone();
-    let config = authd::config::DatabaseUrl::parse(&url).unwrap();
+    let config = authd::repo::postgres::DatabaseUrl::parse(&url).unwrap();
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let config = config.clone();
@@ -179,7 +179,7 @@ async fn replicas_starting_together_apply_each_migration_once() {
 
 #[tokio::test]
 async fn authd_migrate_applies_the_schema_and_exits() {
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let url = storage.database.as_ref().unwrap().url.clone();
     let output = Command::new(env!("CARGO_BIN_EXE_authd"))
         .arg("migrate")

@@ -1,7 +1,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, Backend, PASSWORD};
+use crate::support::{spawn_app, Backend, PASSWORD};
 
 both!(register_returns_201_with_normalised_email_and_sends_verification_email);
 async fn register_returns_201_with_normalised_email_and_sends_verification_email(backend: Backend) {

@@ -1,7 +1,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
+use crate::support::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
 both!(resend_sends_a_new_working_link);
 async fn resend_sends_a_new_working_link(backend: Backend) {
@@ -33,7 +33,7 @@ async fn resend_for_a_verified_account_is_204_and_sends_nothing(backend: Backend
         )
         .await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.mail_barrier("after-erin@example.com").await;
     assert_eq!(app.mailer.sent_to("erin@example.com").len(), 1);
 }
 
@@ -80,7 +80,7 @@ async fn resend_past_the_limit_is_429_with_retry_after(backend: Backend) {
     let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
     assert!((3590..=3600).contains(&retry), "{retry}");
     // Registration's email plus two resends; the refused one sent nothing.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.mail_barrier("after-frank@example.com").await;
     assert_eq!(app.mailer.sent_to("frank@example.com").len(), 3);
 }
 
@@ -101,7 +101,8 @@ async fn resend_limit_window_ends(backend: Backend) {
         app.post_json("/resend-verification", &body).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.wait_out_ttl(std::time::Duration::from_millis(1100))
+        .await;
     assert_eq!(
         app.post_json("/resend-verification", &body).await.status,
         StatusCode::NO_CONTENT

@@ -8,7 +8,7 @@ use hyper::StatusCode;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_on, testdata, Backend, Storage, TestApp, PASSWORD};
+use crate::support::{spawn_app_on, testdata, Storage, TestApp, PASSWORD};
 
 fn verify(token: &str, jwks: &JwkSet) -> Result<Value, String> {
     let kid = jsonwebtoken::decode_header(token)
@@ -40,7 +40,7 @@ async fn start(storage: &Arc<Storage>, signing: &str, extra: &[&str]) -> TestApp
     .await
 }
 
-fn tokens(res: &crate::helpers::TestResponse) -> (String, String) {
+fn tokens(res: &crate::support::TestResponse) -> (String, String) {
     assert_eq!(res.status, StatusCode::OK);
     let body = res.json();
     (
@@ -52,7 +52,7 @@ fn tokens(res: &crate::helpers::TestResponse) -> (String, String) {
 #[tokio::test]
 async fn the_rotation_runbook_never_breaks_a_valid_token() {
     // Key A (signing-key.pem) signs today; key B (retired-key.pem) is the next one.
-    let storage = Storage::new(Backend::Real).await;
+    let storage = Storage::real().await;
     let app = start(&storage, "signing-key.pem", &[]).await;
     app.verified_user("rotate@example.com").await;
     let (token_a, refresh) = tokens(&app.login("rotate@example.com", PASSWORD).await);

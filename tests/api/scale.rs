@@ -7,11 +7,11 @@ use std::time::Duration;
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{path_of_link, Storage, TestApp, TestDatabase, TestRedis, PASSWORD};
-use crate::process::AuthdProcess;
-use crate::services::{services, RedisCluster, SmtpSink};
+use crate::support::AuthdProcess;
+use crate::support::{path_of_link, Storage, TestApp, TestDatabase, TestRedis, PASSWORD};
+use crate::support::{services, RedisCluster, SmtpSink};
 
-fn refresh_of(res: &crate::helpers::TestResponse) -> String {
+fn refresh_of(res: &crate::support::TestResponse) -> String {
     assert_eq!(res.status, StatusCode::OK);
     res.json()["refresh_token"].as_str().unwrap().to_string()
 }
@@ -147,7 +147,13 @@ async fn three_replicas_share_one_database_and_one_redis_cluster() {
     }
     // roamer 1, limited 1 + 2 resends, once0..5: 10 emails.
     sink.wait_for(10, Duration::from_secs(15)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // SIGTERM stops each outbox worker between two emails, and authd exits only once its
+    // worker has: after this, no duplicate can arrive.
+    let (mut a, mut b, mut c) = (a, b, c);
+    for replica in [&mut a, &mut b, &mut c] {
+        replica.terminate();
+        assert!(replica.wait(Duration::from_secs(15)).success());
+    }
     let recipients = sink.recipients();
     let mut expected: Vec<String> = (0..6).map(|i| format!("once{i}@example.com")).collect();
     expected.extend(std::iter::repeat_n("limited@example.com".to_string(), 3));
@@ -168,7 +174,7 @@ struct Counts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_ride_out_a_dead_replica_a_redis_failover_and_a_postgres_restart() {
-    use crate::services::{block_on, Owned};
+    use crate::support::{block_on, Owned};
     let cluster = Arc::new(
         tokio::task::spawn_blocking(|| RedisCluster::start().unwrap())
             .await

@@ -2,17 +2,21 @@ use std::process::Command;
 
 use authd::{App, Config};
 
-use crate::helpers::{base_config, testdata};
+use crate::support::{base_config, testdata};
 
-async fn build_error(overrides: &[(&str, &str)]) -> String {
+/// Why authd refuses to start with `overrides`: a configuration error (key files are
+/// parsed with the rest of the configuration) or a start-up error.
+async fn start_error(overrides: &[(&str, &str)]) -> String {
     let mut env = base_config();
     for (k, v) in overrides {
         env.insert(k.to_string(), v.to_string());
     }
-    let config = Config::load(&env).expect("config itself is valid");
-    match App::build(config).await {
-        Ok(_) => panic!("app should not build"),
+    match Config::load(&env) {
         Err(e) => e.to_string(),
+        Ok(config) => match App::build(config).await {
+            Ok(_) => panic!("app should not build"),
+            Err(e) => e.to_string(),
+        },
     }
 }
 
@@ -31,14 +35,14 @@ async fn missing_or_weak_signing_keys_stop_start_up_with_the_variable_named() {
     ] {
         assert!(missing.contains(expected), "{missing}");
     }
-    let weak = build_error(&[("AUTH_SIGNING_KEY", &testdata("weak-1024-key.pem"))]).await;
+    let weak = start_error(&[("AUTH_SIGNING_KEY", &testdata("weak-1024-key.pem"))]).await;
     assert!(
         weak.contains("AUTH_SIGNING_KEY") && weak.contains("2048"),
         "{weak}"
     );
-    let public_only = build_error(&[("AUTH_SIGNING_KEY", &testdata("retired-key.pub.pem"))]).await;
+    let public_only = start_error(&[("AUTH_SIGNING_KEY", &testdata("retired-key.pub.pem"))]).await;
     assert!(public_only.contains("PRIVATE KEY"), "{public_only}");
-    let extra = build_error(&[("AUTH_JWKS_EXTRA_KEYS", &testdata("weak-1024-key.pem"))]).await;
+    let extra = start_error(&[("AUTH_JWKS_EXTRA_KEYS", &testdata("weak-1024-key.pem"))]).await;
     assert!(
         extra.contains("AUTH_JWKS_EXTRA_KEYS") && extra.contains("2048"),
         "{extra}"

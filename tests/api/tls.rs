@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use hyper::StatusCode;
 
-use crate::helpers::{
+use crate::support::{
     base_config, spawn_app_on, testdata, Storage, TestDatabase, TestRedis, PASSWORD,
 };
-use crate::services::{block_on, services, Owned};
+use crate::support::{block_on, services, Owned};
 
 fn start(f: fn() -> Result<Owned, String>) -> Arc<Owned> {
     Arc::new(block_on(async move { f().unwrap() }))

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, PASSWORD};
+use crate::support::{spawn_app, spawn_app_with, Backend, PASSWORD};
 
 both!(verification_link_verifies_once_and_unlocks_login);
 async fn verification_link_verifies_once_and_unlocks_login(backend: Backend) {
@@ -49,7 +49,7 @@ async fn expired_verification_token_is_400_and_leaves_the_account_unverified(bac
     let app = spawn_app_with(backend, &[("AUTH_VERIFY_TTL", "1s")]).await;
     app.register("late@example.com", PASSWORD).await;
     let path = app.verification_path("late@example.com", 1).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.wait_out_ttl(Duration::from_millis(1200)).await;
     assert_eq!(app.get(&path).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         app.login("late@example.com", PASSWORD).await.status,

@@ -1,44 +1,43 @@
-//! Keys with time-to-live, in memory: one-time tokens and rate-limit counters.
+//! Keys with lifetimes, in memory: the [`KeyValue`] primitives one-time tokens and rate
+//! limits are built on, as Redis offers them.
 //!
-//! Expiry works as in mini-redis: besides the map, a `BTreeSet<(Instant, key)>` orders keys
+//! Expiry works as in mini-redis: besides the map, a `BTreeSet<(deadline, key)>` orders keys
 //! by expiry; a background task sleeps until the earliest one, removes what is due, and is
 //! woken early through a `Notify` when a sooner expiry is set. Reads also ignore entries past
-//! their deadline, so correctness never depends on the task's timing. The task ends when the
-//! store is dropped (see [`Shutdown`]).
+//! their deadline, so correctness never depends on the task's timing — nor on the clock
+//! running steadily: time comes from a [`Clock`], which tests move forward. The task ends
+//! when the store is dropped (see [`Shutdown`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use crate::domain::TokenHash;
-use crate::repo::{
-    Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError, TokenSubject,
-};
+use crate::clock::Clock;
+use crate::repo::{Counter, Dependency, KeyValue, RepoError};
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Value {
-    Subject(TokenSubject),
+    Text(String),
     Count(u64),
 }
 
 struct Entry {
     value: Value,
-    expires_at: Instant,
+    expires_at: SystemTime,
 }
 
 #[derive(Default)]
 struct State {
     entries: HashMap<String, Entry>,
-    expirations: BTreeSet<(Instant, String)>,
+    expirations: BTreeSet<(SystemTime, String)>,
     shutdown: bool,
 }
 
 impl State {
-    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
+    fn live(&self, key: &str, now: SystemTime) -> Option<&Entry> {
         self.entries.get(key).filter(|e| e.expires_at > now)
     }
 
@@ -50,7 +49,7 @@ impl State {
     }
 
     /// Sets `key`; true when its expiry is now the earliest (the purge task must wake).
-    fn set(&mut self, key: String, value: Value, expires_at: Instant) -> bool {
+    fn set(&mut self, key: String, value: Value, expires_at: SystemTime) -> bool {
         self.remove(&key);
         let earliest = self
             .expirations
@@ -62,7 +61,7 @@ impl State {
     }
 
     /// Removes every due key; returns when the next one falls due.
-    fn purge(&mut self, now: Instant) -> Option<Instant> {
+    fn purge(&mut self, now: SystemTime) -> Option<SystemTime> {
         while let Some((when, key)) = self.expirations.first().cloned() {
             if when > now {
                 return Some(when);
@@ -78,6 +77,7 @@ struct Shared {
     /// A std Mutex: never held across an `.await`.
     state: Mutex<State>,
     purge_task: Notify,
+    clock: Arc<dyn Clock>,
 }
 
 /// The in-memory stand-in for Redis.
@@ -98,18 +98,13 @@ impl Drop for Shutdown {
     }
 }
 
-impl Default for MemoryKv {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MemoryKv {
     /// Creates the store and its purge task; call within a tokio runtime.
-    pub fn new() -> MemoryKv {
+    pub fn new(clock: Arc<dyn Clock>) -> MemoryKv {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             purge_task: Notify::new(),
+            clock,
         });
         tokio::spawn(purge_expired(Arc::clone(&shared)));
         MemoryKv {
@@ -118,15 +113,21 @@ impl MemoryKv {
         }
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, RepoError> {
-        self.shared
-            .state
-            .lock()
-            .map_err(|_| RepoError::Unavailable("memory store poisoned".into()))
+    fn lock(&self) -> Result<MutexGuard<'_, State>, RepoError> {
+        self.shared.state.lock().map_err(|_| RepoError::Poisoned)
     }
 
-    fn token_key(purpose: Purpose, hash: &TokenHash) -> String {
-        format!("{}:{}", purpose.segment(), hash.to_hex())
+    fn now(&self) -> SystemTime {
+        self.shared.clock.now()
+    }
+
+    /// Sets a key and wakes the purge task if it must now wake sooner.
+    fn set_value(&self, key: &str, value: Value, expires_at: SystemTime) -> Result<(), RepoError> {
+        let wake = self.lock()?.set(key.to_string(), value, expires_at);
+        if wake {
+            self.shared.purge_task.notify_one();
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -137,6 +138,7 @@ impl MemoryKv {
 
 async fn purge_expired(shared: Arc<Shared>) {
     loop {
+        let now = shared.clock.now();
         let next = {
             let Ok(mut state) = shared.state.lock() else {
                 return;
@@ -144,12 +146,13 @@ async fn purge_expired(shared: Arc<Shared>) {
             if state.shutdown {
                 return;
             }
-            state.purge(Instant::now())
+            state.purge(now)
         };
         match next {
             Some(when) => {
+                let wait = when.duration_since(now).unwrap_or_default();
                 tokio::select! {
-                    _ = tokio::time::sleep_until(when) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shared.purge_task.notified() => {}
                 }
             }
@@ -159,101 +162,72 @@ async fn purge_expired(shared: Arc<Shared>) {
 }
 
 #[async_trait]
-impl OneTimeTokens for MemoryKv {
-    async fn put(
-        &self,
-        purpose: Purpose,
-        hash: &TokenHash,
-        subject: TokenSubject,
-        ttl: Duration,
-    ) -> Result<(), RepoError> {
-        let wake = self.lock()?.set(
-            Self::token_key(purpose, hash),
-            Value::Subject(subject),
-            Instant::now() + ttl,
-        );
-        if wake {
-            self.shared.purge_task.notify_one();
-        }
-        Ok(())
+impl KeyValue for MemoryKv {
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), RepoError> {
+        self.set_value(key, Value::Text(value.to_string()), self.now() + ttl)
     }
 
-    async fn peek(
-        &self,
-        purpose: Purpose,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenSubject>, RepoError> {
-        let key = Self::token_key(purpose, hash);
-        Ok(match self.lock()?.live(&key, Instant::now()) {
+    async fn get(&self, key: &str) -> Result<Option<String>, RepoError> {
+        Ok(match self.lock()?.live(key, self.now()) {
             Some(Entry {
-                value: Value::Subject(subject),
+                value: Value::Text(text),
                 ..
-            }) => Some(*subject),
+            }) => Some(text.clone()),
             _ => None,
         })
     }
 
-    async fn take(
-        &self,
-        purpose: Purpose,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenSubject>, RepoError> {
-        let key = Self::token_key(purpose, hash);
+    async fn take(&self, key: &str) -> Result<Option<String>, RepoError> {
+        let now = self.now();
         let mut state = self.lock()?;
-        let now = Instant::now();
-        let live = state.live(&key, now).is_some();
-        match state.remove(&key) {
+        let live = state.live(key, now).is_some();
+        match state.remove(key) {
             Some(Entry {
-                value: Value::Subject(subject),
+                value: Value::Text(text),
                 ..
-            }) if live => Ok(Some(subject)),
+            }) if live => Ok(Some(text)),
             _ => Ok(None),
         }
     }
-}
 
-#[async_trait]
-impl RateLimits for MemoryKv {
-    async fn hit(&self, key: &RateKey, window: Duration) -> Result<Counter, RepoError> {
-        let key = format!("rate:{}", key.key());
-        let now = Instant::now();
+    async fn increment(&self, key: &str, window: Duration) -> Result<Counter, RepoError> {
+        let now = self.now();
+        // Read and write under one lock: concurrent increments are all counted.
         let mut state = self.lock()?;
-        let (count, expires_at) = match state.live(&key, now) {
+        let (count, expires_at) = match state.live(key, now) {
             Some(Entry {
                 value: Value::Count(n),
                 expires_at,
             }) => (n + 1, *expires_at),
             _ => (1, now + window),
         };
-        let wake = state.set(key, Value::Count(count), expires_at);
+        let wake = state.set(key.to_string(), Value::Count(count), expires_at);
         drop(state);
         if wake {
             self.shared.purge_task.notify_one();
         }
         Ok(Counter {
             count,
-            resets_in: expires_at - now,
+            resets_in: expires_at.duration_since(now).unwrap_or_default(),
         })
     }
 
-    async fn peek(&self, key: &RateKey) -> Result<Option<Counter>, RepoError> {
-        let key = format!("rate:{}", key.key());
-        let now = Instant::now();
-        let state = self.lock()?;
-        Ok(match state.live(&key, now) {
+    async fn counter(&self, key: &str) -> Result<Option<Counter>, RepoError> {
+        let now = self.now();
+        Ok(match self.lock()?.live(key, now) {
             Some(Entry {
                 value: Value::Count(count),
                 expires_at,
             }) => Some(Counter {
                 count: *count,
-                resets_in: *expires_at - now,
+                resets_in: expires_at.duration_since(now).unwrap_or_default(),
             }),
             _ => None,
         })
     }
 
-    async fn clear(&self, key: &RateKey) -> Result<(), RepoError> {
-        self.lock()?.remove(&format!("rate:{}", key.key()));
+    async fn delete(&self, key: &str) -> Result<(), RepoError> {
+        self.lock()?.remove(key);
         Ok(())
     }
 }
@@ -272,25 +246,23 @@ impl Dependency for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::UserId;
+    use crate::clock::ManualClock;
 
     #[tokio::test(start_paused = true)]
     async fn expired_keys_are_purged_by_the_background_task() {
-        let kv = MemoryKv::new();
-        let hash = TokenHash::from_bytes([7; 32]);
-        kv.put(
-            Purpose::VerifyEmail,
-            &hash,
-            UserId::random().into(),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let clock = Arc::new(ManualClock::new());
+        let kv = MemoryKv::new(clock.clone());
+        kv.set("k", "v", Duration::from_secs(10)).await.unwrap();
         assert_eq!(kv.len(), 1);
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(
+            kv.get("k").await.unwrap(),
+            None,
+            "reads never see expired keys"
+        );
+        // The purge task wakes at the deadline it computed, and finds the key due.
         tokio::time::sleep(Duration::from_secs(11)).await;
-        // Let the purge task run.
         tokio::task::yield_now().await;
         assert_eq!(kv.len(), 0);
-        assert_eq!(kv.take(Purpose::VerifyEmail, &hash).await.unwrap(), None);
     }
 }

@@ -10,7 +10,16 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::DatabaseUrl;
+use super::{DatabaseUrl, PgError};
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("cannot connect: {0}")]
+    Connect(PgError),
+    #[error("migration failed: {0}")]
+    Apply(PgError),
+}
 
 /// Every migration, in order. Adding a file means adding a line here.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -40,14 +49,17 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
 const LOCK_KEY: i64 = 0x0061_7574_6864; // "authd" in ASCII
 
 /// Applies missing migrations; returns the names of those applied now.
-pub async fn run(url: &DatabaseUrl) -> Result<Vec<&'static str>, String> {
+pub async fn run(url: &DatabaseUrl) -> Result<Vec<&'static str>, MigrateError> {
     match url.tls() {
-        Some(tls) => run_with(&url.pg_config(), MakeRustlsConnect::new((*tls).clone())).await,
-        None => run_with(&url.pg_config(), NoTls).await,
+        Some(tls) => run_with(url.pg_config(), MakeRustlsConnect::new((**tls).clone())).await,
+        None => run_with(url.pg_config(), NoTls).await,
     }
 }
 
-async fn run_with<T>(config: &tokio_postgres::Config, tls: T) -> Result<Vec<&'static str>, String>
+async fn run_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<Vec<&'static str>, MigrateError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
@@ -55,12 +67,12 @@ where
     let (mut client, connection) = config
         .connect(tls)
         .await
-        .map_err(|e| format!("cannot connect: {}", super::describe(&e)))?;
+        .map_err(|e| MigrateError::Connect(e.into()))?;
     let connection = tokio::spawn(connection);
     let result = apply(&mut client).await;
     drop(client);
     let _ = connection.await;
-    result.map_err(|e| format!("migration failed: {}", super::describe(&e)))
+    result.map_err(|e| MigrateError::Apply(e.into()))
 }
 
 async fn apply(

@@ -1,9 +1,5 @@
-//! The Redis repositories: one-time tokens and rate-limit counters.
-//!
-//! Every key starts with `AUTH_REDIS_PREFIX`, and every operation touches exactly one key
-//! (one hash slot), so all of them work unchanged on Redis Cluster, which `REDIS_URL`
-//! selects by listing several nodes (or `AUTH_REDIS_CLUSTER=true`). Each command is bounded by a deadline;
-//! the connection manager reconnects by itself when Redis comes back.
+//! The connection (one server or a cluster), the deadline around every command, and the
+//! [`KeyValue`] primitives as commands and Lua scripts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,20 +10,14 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
-use crate::config::RedisUrl;
-use crate::domain::TokenHash;
+use super::RedisUrl;
 use crate::metrics::Metrics;
-use crate::repo::{
-    Counter, Dependency, OneTimeTokens, Purpose, RateKey, RateLimits, RepoError, TokenSubject,
-};
-
-fn unavailable(e: impl std::fmt::Display) -> RepoError {
-    RepoError::Unavailable(format!("redis: {e}"))
-}
+use crate::repo::{Counter, Dependency, KeyValue, RepoError};
+use crate::tls::CaFile;
 
 /// Increments the counter and starts its window if this is the first hit (or if the key
 /// somehow lost its TTL), atomically. Returns the count and the milliseconds left.
-const HIT: &str = r"
+const INCREMENT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
@@ -37,7 +27,7 @@ end
 return {n, ttl}
 ";
 
-/// GET and DEL as one atomic step.
+/// GET and DEL as one atomic step (GETDEL, but also on Redis before 6.2).
 const TAKE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v then redis.call('DEL', KEYS[1]) end
@@ -45,7 +35,7 @@ return v
 ";
 
 /// Reads a counter and its remaining window in one step.
-const PEEK: &str = r"
+const COUNTER: &str = r"
 local n = redis.call('GET', KEYS[1])
 if not n then return false end
 return {tonumber(n), redis.call('PTTL', KEYS[1])}
@@ -94,26 +84,26 @@ pub struct RedisStore {
     connection: Conn,
     prefix: String,
     deadline: Duration,
-    hit: Script,
-    peek: Script,
+    increment: Script,
+    counter: Script,
     take: Script,
     metrics: Arc<Metrics>,
 }
 
 impl RedisStore {
     /// Prepares a lazily connecting client: authd starts even while Redis is down, and
-    /// requests that need Redis get a 503 until it answers.
-    /// `ca` (PEM) replaces the Mozilla roots for `rediss://` when the server has a private CA.
+    /// requests that need Redis get a 503 until it answers. `ca` replaces the Mozilla roots
+    /// for `rediss://` when the server has a private CA.
     pub fn new(
         metrics: Arc<Metrics>,
         url: &RedisUrl,
-        ca: Option<Vec<u8>>,
+        ca: Option<&CaFile>,
         prefix: String,
         deadline: Duration,
-    ) -> Result<RedisStore, String> {
-        let certs = |root_cert: Vec<u8>| redis::TlsCertificates {
+    ) -> Result<RedisStore, redis::RedisError> {
+        let certs = |ca: &CaFile| redis::TlsCertificates {
             client_tls: None,
-            root_cert: Some(root_cert),
+            root_cert: Some(ca.pem().to_vec()),
         };
         let connection = if url.is_cluster() {
             // The cluster client follows MOVED/ASK redirections and refreshes its slot map
@@ -124,46 +114,37 @@ impl RedisStore {
                 .retries(3)
                 .min_retry_wait(50)
                 .max_retry_wait(500);
-            if let Some(root_cert) = ca {
-                builder = builder.certs(certs(root_cert));
+            if let Some(ca) = ca {
+                builder = builder.certs(certs(ca));
             }
-            let client = builder
-                .build()
-                .map_err(|e| format!("invalid Redis Cluster nodes: {e}"))?;
+            let client = builder.build()?;
             Conn::Cluster(client.get_pending_async_connection_with_config(ClusterConfig::default()))
         } else {
-            let node = url.nodes()[0].as_str();
+            let node = url.nodes()[0].clone();
             let client = match ca {
-                Some(root_cert) => redis::Client::build_with_tls(node, certs(root_cert)),
-                None => redis::Client::open(node),
-            }
-            .map_err(|e| format!("invalid Redis URL: {e}"))?;
+                Some(ca) => redis::Client::build_with_tls(node, certs(ca))?,
+                None => redis::Client::open(node)?,
+            };
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(deadline))
                 .set_response_timeout(Some(deadline))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500));
-            let manager = ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|e| format!("cannot set up the Redis connection: {e}"))?;
-            Conn::Single(manager)
+            Conn::Single(ConnectionManager::new_lazy_with_config(client, config)?)
         };
         Ok(RedisStore {
             connection,
             prefix,
             deadline,
-            hit: Script::new(HIT),
-            peek: Script::new(PEEK),
+            increment: Script::new(INCREMENT),
+            counter: Script::new(COUNTER),
             take: Script::new(TAKE),
             metrics,
         })
     }
 
-    fn token_key(&self, purpose: Purpose, hash: &TokenHash) -> String {
-        format!("{}{}:{}", self.prefix, purpose.segment(), hash.to_hex())
-    }
-
-    fn rate_key(&self, key: &RateKey) -> String {
-        format!("{}rate:{}", self.prefix, key.key())
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
     /// Maps a bounded call's result, counting failures.
@@ -175,11 +156,11 @@ impl RedisStore {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 self.metrics.dependency_error("redis", "error");
-                Err(unavailable(e))
+                Err(e.into())
             }
             Err(_) => {
                 self.metrics.dependency_error("redis", "timeout");
-                Err(unavailable("timed out"))
+                Err(RepoError::Timeout("redis"))
             }
         }
     }
@@ -191,6 +172,7 @@ impl RedisStore {
         self.outcome(result)
     }
 
+    /// Runs one script on `key` within the deadline.
     async fn script<T: redis::FromRedisValue>(
         &self,
         script: &Script,
@@ -198,7 +180,7 @@ impl RedisStore {
         args: &[u64],
     ) -> Result<T, RepoError> {
         let mut connection = self.connection.clone();
-        let mut invocation = script.key(key);
+        let mut invocation = script.key(self.key(key));
         for arg in args {
             invocation.arg(*arg);
         }
@@ -212,72 +194,45 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-#[async_trait]
-impl OneTimeTokens for RedisStore {
-    async fn put(
-        &self,
-        purpose: Purpose,
-        hash: &TokenHash,
-        subject: TokenSubject,
-        ttl: Duration,
-    ) -> Result<(), RepoError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.token_key(purpose, hash))
-            .arg(subject.encode())
-            .arg("PX")
-            .arg(millis(ttl));
-        self.run::<()>(&cmd).await
-    }
-
-    async fn peek(
-        &self,
-        purpose: Purpose,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenSubject>, RepoError> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.token_key(purpose, hash));
-        let value: Option<String> = self.run(&cmd).await?;
-        Ok(value.as_deref().and_then(TokenSubject::decode))
-    }
-
-    async fn take(
-        &self,
-        purpose: Purpose,
-        hash: &TokenHash,
-    ) -> Result<Option<TokenSubject>, RepoError> {
-        // Read and delete in one atomic script (GETDEL, but also on Redis before 6.2), so a
-        // token works once even when clicked many times at the same moment.
-        let value: Option<String> = self
-            .script(&self.take, &self.token_key(purpose, hash), &[])
-            .await?;
-        Ok(value.as_deref().and_then(TokenSubject::decode))
+fn counter((count, ttl_ms): (u64, i64)) -> Counter {
+    Counter {
+        count,
+        resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or_default()),
     }
 }
 
 #[async_trait]
-impl RateLimits for RedisStore {
-    async fn hit(&self, key: &RateKey, window: Duration) -> Result<Counter, RepoError> {
-        let (count, ttl_ms): (u64, i64) = self
-            .script(&self.hit, &self.rate_key(key), &[millis(window)])
-            .await?;
-        Ok(Counter {
-            count,
-            resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or_default()),
-        })
+impl KeyValue for RedisStore {
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), RepoError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl));
+        self.run(&cmd).await
     }
 
-    async fn peek(&self, key: &RateKey) -> Result<Option<Counter>, RepoError> {
-        let found: Option<(u64, i64)> = self.script(&self.peek, &self.rate_key(key), &[]).await?;
-        Ok(found.map(|(count, ttl_ms)| Counter {
-            count,
-            resets_in: Duration::from_millis(u64::try_from(ttl_ms).unwrap_or_default()),
-        }))
+    async fn get(&self, key: &str) -> Result<Option<String>, RepoError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        self.run(&cmd).await
     }
 
-    async fn clear(&self, key: &RateKey) -> Result<(), RepoError> {
+    async fn take(&self, key: &str) -> Result<Option<String>, RepoError> {
+        self.script(&self.take, key, &[]).await
+    }
+
+    async fn increment(&self, key: &str, window: Duration) -> Result<Counter, RepoError> {
+        let found = self.script(&self.increment, key, &[millis(window)]).await?;
+        Ok(counter(found))
+    }
+
+    async fn counter(&self, key: &str) -> Result<Option<Counter>, RepoError> {
+        let found: Option<(u64, i64)> = self.script(&self.counter, key, &[]).await?;
+        Ok(found.map(counter))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), RepoError> {
         let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.rate_key(key));
-        self.run::<()>(&cmd).await
+        cmd.arg(self.key(key));
+        self.run(&cmd).await
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{base_config, Storage, TestApp};
+use super::{base_config, Storage, TestApp};
 
 pub struct AuthdProcess {
     child: Child,
@@ -39,12 +39,8 @@ impl AuthdProcess {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut env = base_config();
         env.insert("AUTH_LISTEN".into(), addr.to_string());
-        if let Some(db) = &storage.database {
-            env.insert("DATABASE_URL".into(), db.url.clone());
-        }
-        if let Some(r) = &storage.redis {
-            env.insert("REDIS_URL".into(), r.url.clone());
-            env.insert("AUTH_REDIS_PREFIX".into(), r.prefix.clone());
+        for (k, v) in storage.env() {
+            env.insert(k.into(), v);
         }
         for (k, v) in overrides {
             env.insert(k.to_string(), v.to_string());

@@ -1,9 +1,17 @@
 //! bcrypt hashing and verification on the bounded CPU pool (SPEC §3).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::cpu_pool::{CpuPool, PoolError};
 use crate::domain::{Password, PasswordHash};
+
+/// bcrypt operations done so far: what a login costs, counted rather than timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Work {
+    pub hashes: u64,
+    pub verifications: u64,
+}
 
 /// Hashes and checks passwords without blocking the async workers.
 pub struct Hasher {
@@ -13,22 +21,28 @@ pub struct Hasher {
     /// password against it costs the same work as a real check, so response time does not
     /// reveal whether an account exists.
     dummy: PasswordHash,
+    hashes: AtomicU64,
+    verifications: AtomicU64,
 }
 
 impl Hasher {
     /// Computes the dummy hash up front (one bcrypt at `cost`).
-    pub fn new(pool: Arc<CpuPool>, cost: u32) -> Result<Hasher, String> {
+    /// bcrypt refuses only a cost outside 4..=31, which the configuration rules out.
+    pub fn new(pool: Arc<CpuPool>, cost: u32) -> Result<Hasher, bcrypt::BcryptError> {
         let random = uuid::Uuid::new_v4().simple().to_string();
-        let dummy = bcrypt::hash(random, cost).map_err(|e| format!("bcrypt: {e}"))?;
+        let dummy = bcrypt::hash(random, cost)?;
         Ok(Hasher {
             pool,
             cost,
             dummy: PasswordHash::from_stored(dummy),
+            hashes: AtomicU64::new(0),
+            verifications: AtomicU64::new(0),
         })
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, PoolError> {
         let cost = self.cost;
+        self.hashes.fetch_add(1, Ordering::Relaxed);
         let hashed = self
             .pool
             .run(move || bcrypt::hash(password.expose(), cost))
@@ -50,6 +64,7 @@ impl Hasher {
             Some(h) => (h.clone(), true),
             None => (self.dummy.clone(), false),
         };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let matched = self
             .pool
             .run(move || bcrypt::verify(password.expose(), hash.as_str()).unwrap_or(false))
@@ -60,6 +75,14 @@ impl Hasher {
     /// Jobs waiting for a bcrypt thread.
     pub fn queued(&self) -> usize {
         self.pool.queued()
+    }
+
+    /// The bcrypt work asked of this hasher so far.
+    pub fn work(&self) -> Work {
+        Work {
+            hashes: self.hashes.load(Ordering::Relaxed),
+            verifications: self.verifications.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -85,6 +108,13 @@ mod tests {
             .await
             .unwrap());
         assert!(!hasher.verify(check("correct horse"), None).await.unwrap());
+        assert_eq!(
+            hasher.work(),
+            Work {
+                hashes: 1,
+                verifications: 3
+            }
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,52 @@
+//! The tokens section: the keys access tokens are signed with and published under, their
+//! claims, and every token lifetime.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::source::Reader;
+use crate::jwt::{read_published_key, RsaPublicKey, SigningKey};
+
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// The key from `AUTH_SIGNING_KEY`; `None`: a throwaway one is generated at start-up.
+    pub signing_key: Option<Arc<SigningKey>>,
+    /// Retired keys still published (`AUTH_JWKS_EXTRA_KEYS`).
+    pub retired_keys: Vec<RsaPublicKey>,
+    /// `iss`; `None` means the public URL, known once the listener is bound.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub verify_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
+    /// `max-age` of the JWKS response.
+    pub jwks_max_age: Duration,
+}
+
+impl TokenConfig {
+    pub(super) fn read(r: &mut Reader) -> TokenConfig {
+        let signing_key = r.parse("AUTH_SIGNING_KEY", None, |path| {
+            SigningKey::from_pem_file(Path::new(path))
+                .map(|key| Some(Arc::new(key)))
+                .map_err(|e| format!("{path}: {e}"))
+        });
+        let retired_keys = r.list("AUTH_JWKS_EXTRA_KEYS", |path| {
+            read_published_key(Path::new(path)).map_err(|e| format!("{path}: {e}"))
+        });
+        TokenConfig {
+            signing_key,
+            retired_keys,
+            issuer: r.string("AUTH_ISSUER"),
+            audience: r.string("AUTH_AUDIENCE"),
+            access_ttl: r.positive_duration("AUTH_ACCESS_TTL", Duration::from_secs(30 * 60)),
+            refresh_ttl: r.positive_duration("AUTH_REFRESH_TTL", Duration::from_secs(15 * 86_400)),
+            verify_ttl: r.positive_duration("AUTH_VERIFY_TTL", Duration::from_secs(4 * 3600)),
+            reset_ttl: r.positive_duration("AUTH_RESET_TTL", Duration::from_secs(30 * 60)),
+            refresh_reuse_grace: r.duration("AUTH_REFRESH_REUSE_GRACE", Duration::ZERO),
+            jwks_max_age: r.duration("AUTH_JWKS_MAX_AGE", Duration::from_secs(300)),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! What every handler can reach: the services, and the few prepared values handlers serve.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+
+use crate::http::cors::Cors;
+use crate::metrics::Metrics;
+use crate::service::{AccessTokens, Accounts, Health, Passwords, Sessions};
+
+/// The JWKS document and its `Cache-Control`, prepared once.
+pub struct JwksDocument {
+    pub body: Bytes,
+    pub cache_control: HeaderValue,
+}
+
+pub struct State {
+    pub accounts: Arc<Accounts>,
+    pub sessions: Sessions,
+    pub passwords: Arc<Passwords>,
+    pub access_tokens: AccessTokens,
+    pub health: Health,
+    pub jwks: JwksDocument,
+    pub cors: Cors,
+    pub metrics: Arc<Metrics>,
+    /// Longest a request may take, body reading included; a stalled client is cut off.
+    pub request_timeout: std::time::Duration,
+}

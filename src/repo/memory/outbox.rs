@@ -1,0 +1,101 @@
+//! [`Outbox`] in memory.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::db::OutboxState;
+use super::MemoryDb;
+use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
+
+impl MemoryDb {
+    fn set_state(&self, id: u64, state: OutboxState) -> Result<(), RepoError> {
+        if let Some(row) = self.lock()?.outbox.get_mut(&id) {
+            row.state = state;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryDb {
+    async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError> {
+        self.lock()?.push_outbox(email, now);
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<OutboxItem>, RepoError> {
+        let mut tables = self.lock()?;
+        let mut claimed = Vec::new();
+        for (id, row) in tables.outbox.iter_mut() {
+            if claimed.len() >= limit {
+                break;
+            }
+            if matches!(row.state, OutboxState::Pending { due } if due <= now) {
+                claimed.push(OutboxItem {
+                    id: *id,
+                    email: row.email.clone(),
+                    attempts: row.attempts,
+                });
+                row.attempts += 1;
+                row.state = OutboxState::Pending { due: now + lease };
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn mark_sent(&self, id: u64) -> Result<(), RepoError> {
+        // Sent rows are of no further use in memory; PostgreSQL keeps them for a while.
+        self.lock()?.outbox.remove(&id);
+        Ok(())
+    }
+
+    async fn retry_at(&self, id: u64, at: SystemTime) -> Result<(), RepoError> {
+        self.set_state(id, OutboxState::Pending { due: at })
+    }
+
+    async fn mark_skipped(&self, id: u64) -> Result<(), RepoError> {
+        self.mark_sent(id).await
+    }
+
+    async fn mark_failed(&self, id: u64) -> Result<(), RepoError> {
+        self.set_state(id, OutboxState::Failed)
+    }
+
+    async fn purge(
+        &self,
+        _sent_before: SystemTime,
+        failed_before: SystemTime,
+    ) -> Result<u64, RepoError> {
+        // Sent rows are dropped as soon as they are sent; failed ones age out here.
+        let mut tables = self.lock()?;
+        let before = tables.outbox.len();
+        tables.outbox.retain(|_, r| {
+            !(matches!(r.state, OutboxState::Failed) && r.created_at < failed_before)
+        });
+        Ok((before - tables.outbox.len()) as u64)
+    }
+
+    async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
+        let tables = self.lock()?;
+        let pending = tables
+            .outbox
+            .values()
+            .filter(|r| matches!(r.state, OutboxState::Pending { .. }));
+        let (count, oldest) = pending.fold((0u64, None::<SystemTime>), |(n, oldest), r| {
+            (
+                n + 1,
+                Some(oldest.map_or(r.created_at, |o| o.min(r.created_at))),
+            )
+        });
+        let age = oldest.map_or(Duration::ZERO, |o| {
+            now.duration_since(o).unwrap_or_default()
+        });
+        Ok((count, age))
+    }
+}

@@ -1,0 +1,154 @@
+//! [`Outbox`] on PostgreSQL: claims are `FOR UPDATE SKIP LOCKED` leases.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::domain::{Email, UserId};
+use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
+
+const ENQUEUE: &str = "
+    INSERT INTO outbox (kind, user_id, recipient, created_at, due_at) VALUES ($1, $2, $3, $4, $4)";
+
+/// SKIP LOCKED: concurrent workers (other replicas) each take different rows. The claim
+/// pushes `due_at` to the end of the lease.
+const CLAIM: &str = "
+    UPDATE outbox SET attempts = attempts + 1, due_at = $2
+    WHERE id IN (
+        SELECT id FROM outbox WHERE state = 'pending' AND due_at <= $1
+        ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, kind, user_id, recipient, attempts - 1";
+
+const MARK_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = $1";
+const MARK_SKIPPED: &str = "UPDATE outbox SET state = 'skipped', sent_at = now() WHERE id = $1";
+const MARK_FAILED: &str = "UPDATE outbox SET state = 'failed' WHERE id = $1";
+const RETRY_AT: &str = "UPDATE outbox SET due_at = $2 WHERE id = $1 AND state = 'pending'";
+
+const PURGE: &str = "
+    DELETE FROM outbox
+    WHERE (state IN ('sent', 'skipped') AND sent_at < $1) OR (state = 'failed' AND created_at < $2)";
+
+const BACKLOG: &str = "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'";
+
+/// The outbox row of an email: kind, user (when known), recipient.
+pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Option<Uuid>, &str) {
+    match email {
+        OutgoingEmail::Verification { user, to } => {
+            ("verification", Some(user.as_uuid()), to.as_str())
+        }
+        OutgoingEmail::PasswordReset { to } => ("password_reset", None, to.as_str()),
+    }
+}
+
+fn item_from_row(row: &tokio_postgres::Row) -> Result<OutboxItem, RepoError> {
+    let to = Email::parse(row.get(3))
+        .map_err(|_| RepoError::Corrupt("an outbox recipient is invalid"))?;
+    let email = match (row.get::<_, &str>(1), row.get::<_, Option<Uuid>>(2)) {
+        ("verification", Some(user)) => OutgoingEmail::Verification {
+            user: UserId::from_uuid(user),
+            to,
+        },
+        ("password_reset", _) => OutgoingEmail::PasswordReset { to },
+        _ => return Err(RepoError::Corrupt("an outbox row has an unknown kind")),
+    };
+    let id: i64 = row.get(0);
+    let attempts: i32 = row.get(4);
+    Ok(OutboxItem {
+        id: u64::try_from(id).unwrap_or_default(),
+        email,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+    })
+}
+
+impl PgStore {
+    async fn update_row(
+        &self,
+        sql: &'static str,
+        id: u64,
+        at: Option<SystemTime>,
+    ) -> Result<(), RepoError> {
+        let id = i64::try_from(id).unwrap_or_default();
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(sql).await?;
+            match at {
+                Some(at) => client.execute(&stmt, &[&id, &at]).await?,
+                None => client.execute(&stmt, &[&id]).await?,
+            };
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Outbox for PgStore {
+    async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(ENQUEUE).await?;
+            let (kind, user, to) = outbox_columns(&email);
+            client.execute(&stmt, &[&kind, &user, &to, &now]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<OutboxItem>, RepoError> {
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(CLAIM).await?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client.query(&stmt, &[&now, &(now + lease), &limit]).await?;
+            rows.iter().map(item_from_row).collect()
+        })
+        .await
+    }
+
+    async fn mark_sent(&self, id: u64) -> Result<(), RepoError> {
+        self.update_row(MARK_SENT, id, None).await
+    }
+
+    async fn retry_at(&self, id: u64, at: SystemTime) -> Result<(), RepoError> {
+        self.update_row(RETRY_AT, id, Some(at)).await
+    }
+
+    async fn mark_skipped(&self, id: u64) -> Result<(), RepoError> {
+        self.update_row(MARK_SKIPPED, id, None).await
+    }
+
+    async fn mark_failed(&self, id: u64) -> Result<(), RepoError> {
+        self.update_row(MARK_FAILED, id, None).await
+    }
+
+    async fn purge(
+        &self,
+        sent_before: SystemTime,
+        failed_before: SystemTime,
+    ) -> Result<u64, RepoError> {
+        self.with(|client| async move {
+            Ok(client
+                .execute(PURGE, &[&sent_before, &failed_before])
+                .await?)
+        })
+        .await
+    }
+
+    async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
+        self.with(|client| async move {
+            let row = client.query_one(BACKLOG, &[]).await?;
+            let count: i64 = row.get(0);
+            let oldest: Option<SystemTime> = row.get(1);
+            let age = oldest.map_or(Duration::ZERO, |o| {
+                now.duration_since(o).unwrap_or_default()
+            });
+            Ok((u64::try_from(count).unwrap_or_default(), age))
+        })
+        .await
+    }
+}

@@ -1,0 +1,156 @@
+//! The pool, the deadline around every operation, and the driver error kept typed.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::DatabaseUrl;
+use crate::metrics::Metrics;
+use crate::repo::{Dependency, RepoError};
+
+/// A driver error, kept whole for code that inspects it ([`PgError::code`]). Display and
+/// Debug show the server's message and SQLSTATE, never its `detail`, which can quote row
+/// values (an email, a hash); for other errors, the error and its cause (e.g. why a TLS
+/// handshake failed). It has no `source()`, so no error reporter prints the detail either.
+pub struct PgError(tokio_postgres::Error);
+
+impl PgError {
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.0.code()
+    }
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> PgError {
+        PgError(e)
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.as_db_error(), std::error::Error::source(&self.0)) {
+            (Some(db), _) => write!(f, "{} ({})", db.message(), db.code().code()),
+            (None, Some(cause)) => write!(f, "{}: {cause}", self.0),
+            (None, None) => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgError({self})")
+    }
+}
+
+impl std::error::Error for PgError {}
+
+impl From<tokio_postgres::Error> for RepoError {
+    fn from(e: tokio_postgres::Error) -> RepoError {
+        RepoError::Postgres(PgError(e))
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// Bound on one whole operation: pool wait, statements, commit.
+    deadline: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl PgStore {
+    /// Builds the pool. Connections are opened on demand, so this does not touch the server.
+    pub fn new(
+        url: &DatabaseUrl,
+        size: usize,
+        deadline: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<PgStore, deadpool_postgres::BuildError> {
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        // The server gives up on a statement, or a lock wait, when authd would: a request
+        // that timed out here must not leave its query running and its locks held there.
+        let mut config = url.pg_config().clone();
+        let ms = deadline.as_millis();
+        let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
+        let options = match config.get_options() {
+            Some(existing) => format!("{existing} {limits}"),
+            None => limits,
+        };
+        config.options(&options);
+        let manager = match url.tls() {
+            Some(tls) => Manager::from_config(
+                config,
+                MakeRustlsConnect::new((**tls).clone()),
+                manager_config,
+            ),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(deadline))
+            .create_timeout(Some(deadline))
+            .recycle_timeout(Some(deadline))
+            .runtime(Runtime::Tokio1)
+            .build()?;
+        Ok(PgStore {
+            pool,
+            deadline,
+            metrics,
+        })
+    }
+
+    /// Runs `op` with a pooled connection, within the deadline, counting failures.
+    pub(super) async fn with<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, RepoError>> + 'a,
+    {
+        let work = async {
+            let client = self.pool.get().await.map_err(|e| match e {
+                deadpool_postgres::PoolError::Timeout(_) => RepoError::PoolTimeout,
+                deadpool_postgres::PoolError::Backend(e) => e.into(),
+                other => RepoError::Pool(other),
+            });
+            match client {
+                Ok(client) => op(client).await,
+                Err(e) => Err(e),
+            }
+        };
+        let result = tokio::time::timeout(self.deadline, work)
+            .await
+            .unwrap_or(Err(RepoError::Timeout("postgres")));
+        if let Err(e) = &result {
+            let kind = match e {
+                RepoError::PoolTimeout => "pool_timeout",
+                RepoError::Timeout(_) => "timeout",
+                _ => "error",
+            };
+            self.metrics.dependency_error("postgres", kind);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Dependency for PgStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            client.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,200 @@
+//! The routes, as one table, and what every request goes through around them: request id
+//! and its log span, CORS and preflight, method checks, the request timeout, metrics and
+//! one access-log line.
+//!
+//! Adding a route is adding a row to [`ROUTES`]. `HEAD` is served wherever `GET` is; a
+//! known path with another method gets `405` + `Allow`; `OPTIONS` is answered for every
+//! known path.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW};
+use hyper::{Method, Request, StatusCode};
+use tracing::Instrument as _;
+
+use crate::handlers::{account, health, keys, password, session, State};
+use crate::http::problem::Shed;
+use crate::http::{body, request_id, Problem, Response};
+
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, Problem>> + Send + 'a>>;
+
+/// A handler as the table holds it.
+pub type Handler = for<'a> fn(&'a State, Request<Incoming>) -> Answer<'a>;
+
+/// One row of the table.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// The `route` label of metrics and logs.
+    pub label: &'static str,
+    pub handler: Handler,
+}
+
+/// `handler!(module::function)`: an `async fn (&State, Request) -> Result<Response, Problem>`
+/// as a table entry.
+macro_rules! handler {
+    ($f:path) => {
+        |state, req| Box::pin($f(state, req))
+    };
+}
+
+/// Every route authd serves.
+#[rustfmt::skip]
+pub static ROUTES: &[Route] = &[
+    Route { method: Method::POST, path: "/register", label: "register", handler: handler!(account::register) },
+    Route { method: Method::GET, path: "/verify-email", label: "verify_email", handler: handler!(account::verify_email) },
+    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", handler: handler!(account::resend_verification) },
+    Route { method: Method::POST, path: "/login", label: "login", handler: handler!(session::login) },
+    Route { method: Method::POST, path: "/refresh", label: "refresh", handler: handler!(session::refresh) },
+    Route { method: Method::POST, path: "/logout", label: "logout", handler: handler!(session::logout) },
+    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", handler: handler!(password::forgot) },
+    Route { method: Method::POST, path: "/password/reset", label: "password_reset", handler: handler!(password::reset) },
+    Route { method: Method::POST, path: "/password/change", label: "password_change", handler: handler!(password::change) },
+    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", handler: handler!(keys::jwks) },
+    Route { method: Method::GET, path: "/healthz", label: "healthz", handler: handler!(health::healthz) },
+    Route { method: Method::GET, path: "/readyz", label: "readyz", handler: handler!(health::readyz) },
+    Route { method: Method::GET, path: "/metrics", label: "metrics", handler: handler!(health::metrics) },
+];
+
+/// What the table says about a request.
+enum Lookup {
+    Unknown,
+    /// A known path, asked with a method it does not serve (or `OPTIONS`).
+    Methods {
+        label: &'static str,
+        allow: String,
+    },
+    Route(&'static Route),
+}
+
+fn find(method: &Method, path: &str) -> Lookup {
+    let mut rows = ROUTES.iter().filter(|r| r.path == path).peekable();
+    let Some(first) = rows.peek().map(|r| r.label) else {
+        return Lookup::Unknown;
+    };
+    let mut allow = Vec::new();
+    for row in rows {
+        if row.method == method || (method == Method::HEAD && row.method == Method::GET) {
+            return Lookup::Route(row);
+        }
+        allow.push(row.method.as_str());
+        if row.method == Method::GET {
+            allow.push("HEAD");
+        }
+    }
+    allow.push("OPTIONS");
+    Lookup::Methods {
+        label: first,
+        allow: allow.join(", "),
+    }
+}
+
+/// Answers one request. Never fails: every error is a problem response.
+pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let request_id = request_id::from_headers(req.headers());
+    let origin = state.cors.allowed_origin(req.headers());
+    let method = req.method().clone();
+    let found = find(&method, req.uri().path());
+    let label = match &found {
+        Lookup::Unknown => "unknown",
+        Lookup::Methods { label, .. } => label,
+        Lookup::Route(route) => route.label,
+    };
+    // Every line logged while answering carries the request id and route, so a cause in
+    // the log can be matched to its access line.
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.to_str().unwrap_or_default(),
+        route = label
+    );
+    let answer = async {
+        let mut response = match found {
+            Lookup::Unknown => Problem::not_found().into_response(),
+            Lookup::Methods { allow, .. } if method == Method::OPTIONS => {
+                let mut r = body::no_content();
+                let allow = HeaderValue::from_str(&allow).expect("method names are header-safe");
+                if origin.is_some() {
+                    state.cors.preflight(allow.clone(), r.headers_mut());
+                }
+                r.headers_mut().insert(ALLOW, allow);
+                r
+            }
+            Lookup::Methods { allow, .. } => Problem::method_not_allowed(allow).into_response(),
+            Lookup::Route(route) => {
+                let run = (route.handler)(state, req);
+                match tokio::time::timeout(state.request_timeout, run).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(problem)) => problem.into_response(),
+                    Err(_) => Problem::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request_timeout",
+                        "the request took too long",
+                    )
+                    .into_response(),
+                }
+            }
+        };
+        state.cors.apply(origin, response.headers_mut());
+        response
+            .headers_mut()
+            .insert(request_id::HEADER, request_id.clone());
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        state.metrics.request(label, status, elapsed);
+        if response.extensions().get::<Shed>().is_some() {
+            state.metrics.shed(label);
+        }
+        tracing::info!(
+            target: "authd::access",
+            method = %method,
+            route = label,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = request_id.to_str().unwrap_or_default(),
+            "request"
+        );
+        // hyper sends no body for HEAD but keeps the headers, Content-Length included.
+        response
+    };
+    answer.instrument(span).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_found_by_its_method_and_path() {
+        for route in ROUTES {
+            assert!(
+                matches!(find(&route.method, route.path), Lookup::Route(r) if std::ptr::eq(r, route))
+            );
+        }
+        assert!(matches!(find(&Method::GET, "/nope"), Lookup::Unknown));
+        assert!(
+            matches!(find(&Method::HEAD, "/healthz"), Lookup::Route(r) if r.label == "healthz")
+        );
+        match find(&Method::GET, "/login") {
+            Lookup::Methods { label, allow } => {
+                assert_eq!((label, allow.as_str()), ("login", "POST, OPTIONS"));
+            }
+            _ => panic!("GET /login is a known path with the wrong method"),
+        }
+        match find(&Method::POST, "/healthz") {
+            Lookup::Methods { allow, .. } => assert_eq!(allow, "GET, HEAD, OPTIONS"),
+            _ => panic!("POST /healthz is a known path with the wrong method"),
+        }
+    }
+
+    #[test]
+    fn labels_are_unique() {
+        let mut labels: Vec<_> = ROUTES.iter().map(|r| r.label).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), ROUTES.len());
+    }
+}

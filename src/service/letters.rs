@@ -1,0 +1,27 @@
+//! Which service writes which queued email: the [`mail::worker::Letters`] the outbox
+//! worker is handed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Accounts, Passwords};
+use crate::mail::{self, Message};
+use crate::repo::{OutgoingEmail, RepoError};
+
+pub struct Letters {
+    pub accounts: Arc<Accounts>,
+    pub passwords: Arc<Passwords>,
+}
+
+#[async_trait]
+impl mail::worker::Letters for Letters {
+    async fn write(&self, email: &OutgoingEmail) -> Result<Option<Message>, RepoError> {
+        match email {
+            OutgoingEmail::Verification { user, to } => {
+                self.accounts.verification_letter(*user, to).await.map(Some)
+            }
+            OutgoingEmail::PasswordReset { to } => self.passwords.reset_letter(to).await,
+        }
+    }
+}

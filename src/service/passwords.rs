@@ -1,0 +1,242 @@
+//! Passwords after registration: forgotten (reset through an emailed single-use link) and
+//! changed (with the current one). Both end every session of the account.
+//!
+//! A reset link is stamped with the password it would replace ([`stamp`]) when it is
+//! issued, and checked against the password it does replace when it is spent: once the
+//! password changes — by a reset or a change — every older link is stale. Both halves of
+//! that rule are in this file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+
+use super::{server_error_conversions, Bug, Limiter, Mailroom, ServerError, Shared};
+use crate::config::{LimitConfig, TokenConfig};
+use crate::domain::{
+    CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken, UserId,
+};
+use crate::hasher::Hasher;
+use crate::mail::{compose, LinkTemplate, Message};
+use crate::repo::{OneTimeTokens, OutgoingEmail, RateKey, RepoError, Users};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Unknown, expired, used or stale reset token.
+    #[error("invalid reset token")]
+    InvalidResetToken,
+    /// The access token names no account.
+    #[error("invalid access token")]
+    InvalidAccessToken,
+    /// The current password given to change it is wrong.
+    #[error("wrong current password")]
+    WrongPassword,
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+server_error_conversions!(PasswordError);
+
+/// 64 bits of SHA-256 of a password hash: changes whenever the password does, and reveals
+/// nothing usable about it.
+fn stamp(hash: &PasswordHash) -> u64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, hash.as_str().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
+pub struct Passwords {
+    users: Arc<dyn Users>,
+    tokens: OneTimeTokens<Reset>,
+    mailroom: Arc<Mailroom>,
+    forgot_limit: Limiter,
+    /// Wrong current passwords count as failed logins.
+    login_limit: Limiter,
+    hasher: Arc<Hasher>,
+    reset_url: LinkTemplate,
+    reset_ttl: Duration,
+    rng: SystemRandom,
+}
+
+impl Passwords {
+    pub fn new(
+        shared: &Shared,
+        tokens: &TokenConfig,
+        limits: &LimitConfig,
+        reset_url: LinkTemplate,
+    ) -> Passwords {
+        let limiter = |limit, label| {
+            Limiter::new(
+                shared.repos.rate_limits.clone(),
+                limit,
+                label,
+                Arc::clone(&shared.metrics),
+            )
+        };
+        Passwords {
+            users: Arc::clone(&shared.repos.users),
+            tokens: shared.repos.reset_tokens.clone(),
+            mailroom: Arc::clone(&shared.mailroom),
+            forgot_limit: limiter(limits.forgot, "forgot"),
+            login_limit: limiter(limits.login_failures, "login"),
+            hasher: Arc::clone(&shared.hasher),
+            reset_url,
+            reset_ttl: tokens.reset_ttl,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// Queues a reset email for `email`. Always succeeds from the caller's point of view:
+    /// the work done here — one counter, one queued request — is the same whether or not
+    /// the account exists; [`Passwords::reset_letter`] finds out when it is sent, and sends
+    /// nothing for an unknown address. Past the per-address limit nothing is queued,
+    /// silently.
+    pub async fn forgot(&self, email: Email) -> Result<(), PasswordError> {
+        let key = RateKey::PasswordForgot(email.clone());
+        if self.forgot_limit.hit(&key).await?.is_err() {
+            return Ok(());
+        }
+        self.mailroom
+            .queue(OutgoingEmail::PasswordReset { to: email })
+            .await?;
+        Ok(())
+    }
+
+    /// The reset email for the account of `to`, with a token stamped with its current
+    /// password; `None` when no account has this address.
+    pub async fn reset_letter(&self, to: &Email) -> Result<Option<Message>, RepoError> {
+        let Some(user) = self.users.by_email(to).await? else {
+            return Ok(None);
+        };
+        let token = ResetToken::generate(&self.rng);
+        let grant = ResetGrant {
+            user: user.id,
+            stamp: stamp(&user.password_hash),
+        };
+        self.tokens
+            .put(&token.hash(), grant, self.reset_ttl)
+            .await?;
+        let link = self.reset_url.render(&token.expose());
+        // To the address stored on the account.
+        Ok(Some(compose::password_reset(
+            &user.email,
+            &link,
+            self.reset_ttl,
+        )))
+    }
+
+    /// Spends `token` and sets `password`; the email counts as verified (the user just
+    /// proved control of it) and every session ends.
+    pub async fn reset(&self, token: ResetToken, password: Password) -> Result<(), PasswordError> {
+        let hash = token.hash();
+        // A cheap look first, so that made-up tokens cost no bcrypt work.
+        if self.tokens.peek(&hash).await?.is_none() {
+            return Err(PasswordError::InvalidResetToken);
+        }
+        // Hash before spending the token: if the bcrypt pool sheds the request, the token
+        // is still good.
+        let new_hash = self.hasher.hash(password).await?;
+        // Spending the token and setting the password run as their own task, so a client
+        // that disconnects (or a request timeout) cannot stop between the two.
+        let (tokens, users, ttl) = (self.tokens.clone(), Arc::clone(&self.users), self.reset_ttl);
+        let spend = async move {
+            let grant = tokens
+                .take(&hash)
+                .await?
+                .ok_or(PasswordError::InvalidResetToken)?;
+            let outcome = replace_password(users.as_ref(), grant, new_hash).await;
+            if let Err(PasswordError::Server(ServerError::Unavailable(_))) = &outcome {
+                // Storage failed after the token was spent: put it back so the link works
+                // again once the database does (with a fresh lifetime).
+                let _ = tokens.put(&hash, grant, ttl).await;
+            }
+            outcome
+        };
+        let span = tracing::Span::current();
+        let user = tokio::spawn(tracing::Instrument::instrument(spend, span))
+            .await
+            .map_err(Bug::from)??;
+        // Failed logins before the reset no longer count against the new password.
+        if let Ok(Some(account)) = self.users.by_id(user).await {
+            let _ = self
+                .login_limit
+                .clear(&RateKey::LoginFailures(account.email))
+                .await;
+        }
+        tracing::info!(user_id = %user, "password reset; every session revoked");
+        Ok(())
+    }
+
+    /// Replaces the password of `user_id` (from a checked access token) after checking the
+    /// current one; every session ends. Wrong current passwords count as failed logins.
+    pub async fn change(
+        &self,
+        user_id: UserId,
+        current: CurrentPassword,
+        new: Password,
+    ) -> Result<(), PasswordError> {
+        // Text outside the password rules cannot be the current password: wrong, without
+        // spending a login attempt or bcrypt work on it.
+        let CurrentPassword::Possible(current) = current else {
+            return Err(PasswordError::WrongPassword);
+        };
+        let user = self
+            .users
+            .by_id(user_id)
+            .await?
+            .ok_or(PasswordError::InvalidAccessToken)?;
+        let attempts = RateKey::LoginFailures(user.email.clone());
+        if let Err(exceeded) = self.login_limit.hit(&attempts).await? {
+            return Err(PasswordError::RateLimited {
+                retry_after: exceeded.retry_after,
+            });
+        }
+        if !self
+            .hasher
+            .verify(current, Some(&user.password_hash))
+            .await?
+        {
+            return Err(PasswordError::WrongPassword);
+        }
+        self.login_limit.clear(&attempts).await?;
+        let new_hash = self.hasher.hash(new).await?;
+        // Only if the password is still the one just checked: a concurrent reset wins.
+        if !self
+            .users
+            .set_password(user.id, &user.password_hash, new_hash, false)
+            .await?
+        {
+            return Err(PasswordError::WrongPassword);
+        }
+        tracing::info!(user_id = %user.id, "password changed; every session revoked");
+        Ok(())
+    }
+}
+
+/// The second half of a reset, once its token is spent: the link must have been issued
+/// under the password it replaces.
+async fn replace_password(
+    users: &dyn Users,
+    grant: ResetGrant,
+    new_hash: PasswordHash,
+) -> Result<UserId, PasswordError> {
+    let account = users
+        .by_id(grant.user)
+        .await?
+        .ok_or(PasswordError::InvalidResetToken)?;
+    // Issued before the password last changed (by an earlier reset or a change): stale,
+    // like every other link of that time.
+    if grant.stamp != stamp(&account.password_hash) {
+        return Err(PasswordError::InvalidResetToken);
+    }
+    match users
+        .set_password(account.id, &account.password_hash, new_hash, true)
+        .await?
+    {
+        true => Ok(account.id),
+        false => Err(PasswordError::InvalidResetToken),
+    }
+}

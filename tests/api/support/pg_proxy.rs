@@ -1,0 +1,89 @@
+//! A PostgreSQL proxy that counts round trips: every `Sync` (the end of an extended-query
+//! exchange) and every simple `Query` a client sends is one trip to the server and back.
+//! For pinning how many statements a path costs without instrumenting authd.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The request codes of the untyped messages a session may start with (SSL, GSSAPI).
+const NEGOTIATION_CODES: [u32; 2] = [80_877_103, 80_877_104];
+
+pub struct PgProxy {
+    /// A server URL without a database, like the one it stands in front of.
+    pub url: String,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl PgProxy {
+    /// Proxies to the server of `upstream` (`postgres://user@host:port`).
+    pub async fn start(upstream: &str) -> PgProxy {
+        let (user, address) = upstream
+            .trim_start_matches("postgres://")
+            .split_once('@')
+            .expect("a postgres://user@host:port URL");
+        let address = address.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("postgres://{user}@{}", listener.local_addr().unwrap());
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&round_trips);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (address, counter) = (address.clone(), Arc::clone(&counter));
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(&address).await {
+                        relay(client, server, counter).await;
+                    }
+                });
+            }
+        });
+        PgProxy { url, round_trips }
+    }
+
+    /// Round trips sent through the proxy so far.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::SeqCst)
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>) {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+    });
+    let mut startup = true;
+    loop {
+        // Startup-phase messages have no type byte; every later one does.
+        let mut kind = [0u8; 1];
+        if !startup && from_client.read_exact(&mut kind).await.is_err() {
+            return;
+        }
+        let mut length = [0u8; 4];
+        if from_client.read_exact(&mut length).await.is_err() {
+            return;
+        }
+        let mut rest = vec![0u8; (u32::from_be_bytes(length) as usize).saturating_sub(4)];
+        if from_client.read_exact(&mut rest).await.is_err() {
+            return;
+        }
+        if startup {
+            let code = rest
+                .get(..4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            startup = code.is_some_and(|c| NEGOTIATION_CODES.contains(&c));
+        } else if matches!(kind[0], b'S' | b'Q') {
+            round_trips.fetch_add(1, Ordering::SeqCst);
+        }
+        let frame = if kind[0] == 0 {
+            [&length[..], &rest].concat()
+        } else {
+            [&kind[..], &length[..], &rest].concat()
+        };
+        if to_server.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}
