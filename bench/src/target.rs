@@ -1,5 +1,6 @@
-//! The system under test: an authd release binary started by the bench on its own storage,
-//! with users seeded through the API; and the trivial server used as the generator ceiling.
+//! The system under test: an authd release binary started by the bench on storage of its
+//! own (the tests' fixtures, from `authd-testkit`), with users seeded through the API; and
+//! the trivial server used as the generator ceiling.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use authd_testkit::Storage;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response};
@@ -18,90 +20,15 @@ use crate::load::Conn;
 
 pub const PASSWORD: &str = "bench password 1234";
 
-/// Where authd keeps its state during a run.
-pub enum Storage {
-    Memory,
-    Real {
-        admin: String,
-        database: String,
-        redis: String,
-        prefix: String,
-    },
-}
-
-impl Storage {
-    /// A fresh database and Redis prefix on the local servers (or those in
-    /// `AUTHD_BENCH_POSTGRES` / `AUTHD_BENCH_REDIS`).
-    pub async fn real() -> Result<Storage, String> {
-        let server = std::env::var("AUTHD_BENCH_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-        let redis =
-            std::env::var("AUTHD_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let database = format!("authd_bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = format!("{server}/postgres");
-        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("PostgreSQL at {server} does not answer ({e}); start it, set AUTHD_BENCH_POSTGRES, or use --memory"))?;
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {database}"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let prefix = format!("authd-bench-{}:", uuid::Uuid::new_v4().simple());
-        Ok(Storage::Real {
-            admin,
-            database: format!("{server}/{database}"),
-            redis,
-            prefix,
-        })
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Storage::Memory => vec![],
-            Storage::Real {
-                database,
-                redis,
-                prefix,
-                ..
-            } => vec![
-                ("DATABASE_URL", database.clone()),
-                ("REDIS_URL", redis.clone()),
-                ("AUTH_REDIS_PREFIX", prefix.clone()),
-            ],
-        }
-    }
-
-    /// Drops the database and the Redis keys.
-    pub async fn remove(&self) {
-        let Storage::Real {
-            admin,
-            database,
-            redis,
-            prefix,
-        } = self
-        else {
-            return;
-        };
-        let name = database.rsplit('/').next().unwrap_or_default().to_string();
-        if let Ok((client, conn)) = tokio_postgres::connect(admin, tokio_postgres::NoTls).await {
-            tokio::spawn(conn);
-            let _ = client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-        if let Ok(client) = redis::Client::open(redis.as_str()) {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{prefix}*"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                }
-            }
-        }
+/// Fresh storage for a run on the local servers (found or started the way the tests find
+/// them), or on those in `AUTHD_BENCH_POSTGRES` / `AUTHD_BENCH_REDIS`. Removed when dropped.
+pub async fn real_storage() -> Arc<Storage> {
+    match (
+        std::env::var("AUTHD_BENCH_POSTGRES"),
+        std::env::var("AUTHD_BENCH_REDIS"),
+    ) {
+        (Ok(postgres), Ok(redis)) => Storage::on(&postgres, &redis).await,
+        _ => Storage::real().await,
     }
 }
 
