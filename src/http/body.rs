@@ -9,7 +9,11 @@ use hyper::{Request, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{Problem, Response};
+use super::Problem;
+
+/// Every response body is a buffer: authd never streams.
+pub type Body = Full<Bytes>;
+pub type Response = hyper::Response<Body>;
 
 /// Largest accepted request body (SPEC §1).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

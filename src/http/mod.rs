@@ -9,11 +9,5 @@ pub mod cors;
 pub mod problem;
 pub mod request_id;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
+pub use body::{Body, Response};
 pub use problem::Problem;
-
-/// Every response body is a buffer: authd never streams.
-pub type Body = Full<Bytes>;
-pub type Response = hyper::Response<Body>;

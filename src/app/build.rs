@@ -1,0 +1,281 @@
+//! `App::build`: storage, keys, pools, services and the mail worker, wired once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use ring::rand::SystemRandom;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{BcryptConfig, Config, HttpConfig, TokenConfig};
+use crate::cpu_pool::{CpuPool, Priority};
+use crate::handlers::{JwksDocument, State};
+use crate::hasher::Hasher;
+use crate::http::cors::Cors;
+use crate::jwt::{KeyError, KeyRing, Signer, SigningKey, Verifier};
+use crate::mail::worker::{Settings as MailSettings, Worker};
+use crate::mail::{LinkTemplate, LogMailer, Mailer, SmtpMailer};
+use crate::metrics::Metrics;
+use crate::repo::{self, OpenError, RefreshTokens};
+use crate::service::{
+    AccessTokens, Accounts, Health, Letters, Mailroom, Passwords, Sessions, Shared,
+};
+
+/// Queued RSA signatures past which refreshes are shed (in practice never: far above
+/// what the connection limit lets in).
+const SIGNING_QUEUE: usize = 4096;
+/// How many times the outbox worker tries an email before giving up on it.
+const MAIL_ATTEMPTS: u32 = 10;
+/// How often the outbox worker looks for due emails when nothing wakes it.
+const MAIL_POLL: Duration = Duration::from_secs(1);
+
+/// Why authd could not start: one line, naming the variable or resource at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("AUTH_LISTEN: cannot listen on {address}: {cause}")]
+    Listen {
+        address: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] OpenError),
+    #[error("AUTH_SIGNING_KEY: {0}")]
+    Key(#[from] KeyError),
+    #[error("AUTH_BCRYPT_COST: {0}")]
+    Bcrypt(#[from] bcrypt::BcryptError),
+    #[error("a start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// What a test (or the bench) may put in place of the real thing.
+#[derive(Default)]
+pub struct Overrides {
+    /// Instead of SMTP or the log (tests capture emails this way).
+    pub mailer: Option<Arc<dyn Mailer>>,
+    /// Instead of the system clock (tests move time forward).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+/// A built, bound, not yet serving authd.
+pub struct App {
+    pub(super) listener: TcpListener,
+    pub(super) local_addr: SocketAddr,
+    pub(super) public_url: String,
+    pub(super) state: Arc<State>,
+    pub(super) worker: Worker,
+    pub(super) mail_wake: Arc<Notify>,
+    pub(super) refresh_tokens: Arc<dyn RefreshTokens>,
+    pub(super) outbox: Arc<dyn repo::Outbox>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) http: HttpConfig,
+}
+
+impl App {
+    /// Builds authd as the configuration says: SMTP when `SMTP_URL` is set, otherwise the
+    /// log; the system clock.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        App::build_with(config, Overrides::default()).await
+    }
+
+    pub async fn build_with(config: Config, overrides: Overrides) -> Result<App, StartError> {
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let keys = load_keys(&config.tokens).await?;
+        let (listener, local_addr) = bind(&config.http).await?;
+        let public_url = config
+            .http
+            .public_url
+            .clone()
+            .unwrap_or_else(|| default_public_url(local_addr));
+        let issuer = config.tokens.issuer.clone().unwrap_or(public_url.clone());
+        let (signer, verifier, jwks) = access_tokens(keys, &config.tokens, issuer);
+
+        let metrics = Arc::new(Metrics::default());
+        let repos = repo::open(&config.storage, Arc::clone(&metrics), Arc::clone(&clock)).await?;
+        let mail_wake = Arc::new(Notify::new());
+        let shared = Shared {
+            mailroom: Arc::new(Mailroom::new(
+                Arc::clone(&repos.outbox),
+                Arc::clone(&mail_wake),
+                Arc::clone(&metrics),
+                Arc::clone(&clock),
+            )),
+            hasher: hasher(config.bcrypt).await?,
+            repos,
+            metrics: Arc::clone(&metrics),
+            clock: Arc::clone(&clock),
+        };
+        let link = |template: &Option<LinkTemplate>, path| {
+            template
+                .clone()
+                .unwrap_or_else(|| LinkTemplate::under(&public_url, path))
+        };
+        let (tokens, limits) = (&config.tokens, &config.limits);
+        let verify_url = link(&config.mail.verify_url, "/verify-email");
+        let accounts = Arc::new(Accounts::new(&shared, tokens, limits, verify_url));
+        let reset_url = link(&config.mail.reset_url, "/password/reset");
+        let passwords = Arc::new(Passwords::new(&shared, tokens, limits, reset_url));
+        let letters = Letters {
+            accounts: Arc::clone(&accounts),
+            passwords: Arc::clone(&passwords),
+        };
+        let worker = outbox_worker(&config, &shared, letters, overrides.mailer);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let signing_pool = Arc::new(CpuPool::new("rsa", cores, SIGNING_QUEUE));
+        let repos = &shared.repos;
+        let state = Arc::new(State {
+            sessions: Sessions::new(&shared, tokens, limits, signer, signing_pool),
+            accounts,
+            passwords,
+            access_tokens: AccessTokens::new(verifier, Arc::clone(&clock)),
+            health: Health::new(
+                repos.dependencies.clone(),
+                Arc::clone(&repos.outbox),
+                Arc::clone(&shared.hasher),
+                Arc::clone(&clock),
+            ),
+            jwks,
+            cors: Cors::new(config.http.cors_origins.clone()),
+            metrics,
+            request_timeout: config.http.request_timeout,
+        });
+        Ok(App {
+            listener,
+            local_addr,
+            public_url,
+            state,
+            worker,
+            mail_wake,
+            refresh_tokens: Arc::clone(&repos.refresh_tokens),
+            outbox: Arc::clone(&repos.outbox),
+            clock,
+            http: config.http,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The external base URL: `AUTH_PUBLIC_URL`, or `http://` + the bound address.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+}
+
+/// The configured keys, or a throwaway signing key when none is configured.
+async fn load_keys(config: &TokenConfig) -> Result<KeyRing, StartError> {
+    let signing = match &config.signing_key {
+        Some(key) => Arc::clone(key),
+        None => {
+            tracing::warn!("AUTH_SIGNING_KEY is not set: generated a throwaway RSA key; tokens die with the process");
+            Arc::new(tokio::task::spawn_blocking(SigningKey::generate).await??)
+        }
+    };
+    let ring = KeyRing::new(signing, &config.retired_keys);
+    tracing::info!(
+        kid = ring.signing.kid(),
+        published = ring.jwks.keys.len(),
+        "signing key loaded"
+    );
+    Ok(ring)
+}
+
+/// What signs access tokens, what checks them (against exactly what is published), and
+/// the published JWKS.
+fn access_tokens(
+    keys: KeyRing,
+    config: &TokenConfig,
+    issuer: String,
+) -> (Arc<Signer>, Verifier, JwksDocument) {
+    let jwks = JwksDocument {
+        body: Bytes::from(serde_json::to_vec(&keys.jwks).expect("a JWKS always encodes")),
+        cache_control: HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.jwks_max_age.as_secs()
+        ))
+        .expect("a number is a valid header value"),
+    };
+    let verifier = Verifier::new(
+        Arc::new(keys.public_keys),
+        issuer.clone(),
+        config.audience.clone(),
+    );
+    let signer = Signer::new(
+        keys.signing,
+        issuer,
+        config.audience.clone(),
+        config.access_ttl.as_secs(),
+    );
+    (Arc::new(signer), verifier, jwks)
+}
+
+/// bcrypt on its own low-priority threads. The dummy hash for unknown accounts is one
+/// bcrypt: computed off the async workers.
+async fn hasher(config: BcryptConfig) -> Result<Arc<Hasher>, StartError> {
+    let pool = Arc::new(CpuPool::with_priority(
+        "bcrypt",
+        config.workers,
+        config.queue,
+        Priority::Low,
+    ));
+    let hasher = tokio::task::spawn_blocking(move || Hasher::new(pool, config.cost)).await??;
+    Ok(Arc::new(hasher))
+}
+
+/// The outbox worker: sends what `letters` writes, through the chosen mailer.
+fn outbox_worker(
+    config: &Config,
+    shared: &Shared,
+    letters: Letters,
+    mailer_override: Option<Arc<dyn Mailer>>,
+) -> Worker {
+    Worker {
+        outbox: Arc::clone(&shared.repos.outbox),
+        letters: Arc::new(letters),
+        mailer: mailer(config, mailer_override),
+        settings: MailSettings {
+            lease: config.mail.outbox_lease,
+            max_attempts: MAIL_ATTEMPTS,
+            poll: MAIL_POLL,
+        },
+        metrics: Arc::clone(&shared.metrics),
+        clock: Arc::clone(&shared.clock),
+        rng: SystemRandom::new(),
+    }
+}
+
+async fn bind(config: &HttpConfig) -> Result<(TcpListener, SocketAddr), StartError> {
+    let address = config.listen;
+    let fail = |cause| StartError::Listen { address, cause };
+    let listener = TcpListener::bind(address).await.map_err(fail)?;
+    let local = listener.local_addr().map_err(fail)?;
+    Ok((listener, local))
+}
+
+/// `http://<bound address>`, with a wildcard address shown as `localhost`.
+fn default_public_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// The mailer: the override, SMTP when configured, else the log.
+fn mailer(config: &Config, chosen: Option<Arc<dyn Mailer>>) -> Arc<dyn Mailer> {
+    if let Some(mailer) = chosen {
+        return mailer;
+    }
+    match &config.mail.smtp {
+        Some(url) => Arc::new(SmtpMailer::new(url, config.mail.from.clone())),
+        None => {
+            tracing::warn!("SMTP_URL is not set: emails are written to the log, not sent");
+            Arc::new(LogMailer)
+        }
+    }
+}
