@@ -3,13 +3,20 @@
 //! Everything that compares a moment with a lifetime (refresh-token expiry, the reuse
 //! grace, one-time token and rate-limit windows in memory, JWT `iat`/`exp`, outbox due
 //! times) asks a [`Clock`] instead of `SystemTime::now()`, so tests move time forward
-//! instead of sleeping through a TTL.
+//! instead of sleeping through a TTL. (Redis keeps its own time: tests that move the clock
+//! see TTLs kept in Redis run at the real pace.)
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync {
+    /// Wall-clock time: what is stored and compared across processes (expiry dates, JWT
+    /// claims, outbox due times).
     fn now(&self) -> SystemTime;
+
+    /// Monotonic time, for lifetimes that only this process keeps (the in-memory store's
+    /// TTLs): unaffected when the system clock is set back.
+    fn instant(&self) -> Instant;
 
     /// Whole seconds since the Unix epoch, for JWT claims.
     fn unix_now(&self) -> u64 {
@@ -25,6 +32,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    fn instant(&self) -> Instant {
+        Instant::now()
     }
 }
 
@@ -48,10 +59,19 @@ impl ManualClock {
     }
 }
 
+impl ManualClock {
+    fn ahead(&self) -> Duration {
+        *self.ahead.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
-        let ahead = *self.ahead.lock().unwrap_or_else(|e| e.into_inner());
-        SystemTime::now() + ahead
+        SystemTime::now() + self.ahead()
+    }
+
+    fn instant(&self) -> Instant {
+        Instant::now() + self.ahead()
     }
 }
 
@@ -67,5 +87,6 @@ mod tests {
         let after = clock.now();
         assert!(after.duration_since(before).unwrap() >= Duration::from_secs(3600));
         assert!(clock.unix_now() >= SystemClock.unix_now() + 3599);
+        assert!(clock.instant() >= Instant::now() + Duration::from_secs(3599));
     }
 }

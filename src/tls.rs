@@ -14,10 +14,17 @@ use crate::jwt::pem;
 
 /// A PEM CA file, read once: its text (what the redis crate takes) and its certificates
 /// (what rustls takes), checked to hold at least one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CaFile {
     pem: Vec<u8>,
     certs: Vec<Vec<u8>>,
+}
+
+/// Only the count: the file could bundle more than certificates (a key, say).
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CaFile({} certificates)", self.certs.len())
+    }
 }
 
 impl CaFile {

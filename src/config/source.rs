@@ -128,6 +128,15 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A duration between 1 ms and `max` (for timeouts that servers take in milliseconds).
+    pub fn timeout(&mut self, key: &'static str, default: Duration, max: Duration) -> Duration {
+        let d = self.positive_duration(key, default);
+        if d > max {
+            self.fail(key, format!("must be at most {}s", max.as_secs()));
+        }
+        d
+    }
+
     /// A duration that must not be zero.
     pub fn positive_duration(&mut self, key: &'static str, default: Duration) -> Duration {
         let d = self.duration(key, default);
@@ -224,5 +233,7 @@ mod tests {
         let mut r = Reader::new(&env);
         assert_eq!(r.duration("D", Duration::ZERO), MAX_DURATION);
         assert!(r.problems.is_empty());
+        r.timeout("D", Duration::ZERO, Duration::from_secs(3600));
+        assert_eq!(r.problems.len(), 1, "a timeout has its own, lower bound");
     }
 }

@@ -8,6 +8,10 @@ use crate::repo::postgres::DatabaseUrl;
 use crate::repo::redis::RedisUrl;
 use crate::tls::CaFile;
 
+/// Longest wait for one storage operation. PostgreSQL also takes it as `statement_timeout`
+/// and `lock_timeout`, which it holds in (32-bit) milliseconds.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     /// PostgreSQL; `None` keeps users, sessions and the outbox in memory.
@@ -33,8 +37,8 @@ impl StorageConfig {
             database,
             redis: r.parse("REDIS_URL", None, |v| RedisUrl::parse(v, cluster).map(Some)),
             db_pool_size: r.number("AUTH_DB_POOL_SIZE", 16usize, (1, 10_000)),
-            db_timeout: r.positive_duration("AUTH_DB_TIMEOUT", Duration::from_secs(2)),
-            redis_timeout: r.positive_duration("AUTH_REDIS_TIMEOUT", Duration::from_secs(1)),
+            db_timeout: r.timeout("AUTH_DB_TIMEOUT", Duration::from_secs(2), MAX_TIMEOUT),
+            redis_timeout: r.timeout("AUTH_REDIS_TIMEOUT", Duration::from_secs(1), MAX_TIMEOUT),
             redis_ca: r.parse("AUTH_REDIS_CA", None, |v| {
                 CaFile::read(Path::new(v)).map(Some)
             }),

@@ -122,7 +122,9 @@ impl Worker {
             }
             Err(SendError::Transient(cause)) => {
                 tracing::warn!(%cause, outbox_id = item.id, %to, attempt = item.attempts + 1, "email not sent");
-                self.retry_or_fail(&item, Some(&to)).await;
+                if self.retry_or_fail(&item, Some(&to)).await {
+                    self.metrics.email("retried");
+                }
             }
             Err(SendError::Permanent(cause)) => {
                 tracing::error!(%cause, outbox_id = item.id, %to, attempts = item.attempts + 1, "email refused for good");
@@ -131,8 +133,8 @@ impl Worker {
         }
     }
 
-    /// Tries again later, or gives up when the attempts are used up.
-    async fn retry_or_fail(&self, item: &OutboxItem, to: Option<&str>) {
+    /// Tries again later (true), or gives up when the attempts are used up (false).
+    async fn retry_or_fail(&self, item: &OutboxItem, to: Option<&str>) -> bool {
         if item.attempts + 1 >= self.settings.max_attempts {
             tracing::error!(
                 outbox_id = item.id,
@@ -140,13 +142,14 @@ impl Worker {
                 attempts = item.attempts + 1,
                 "email failed for good: out of attempts"
             );
-            return self.fail(item).await;
+            self.fail(item).await;
+            return false;
         }
-        self.metrics.email("retried");
         let at = self.clock.now() + backoff(item.attempts, &self.rng);
         if let Err(e) = self.outbox.retry_at(item.id, at).await {
             tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot reschedule; the lease will");
         }
+        true
     }
 
     async fn fail(&self, item: &OutboxItem) {

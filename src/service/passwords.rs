@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
+use tracing::Instrument as _;
 
 use super::{server_error_conversions, Bug, Limiter, Mailroom, ServerError, Shared};
 use crate::config::{LimitConfig, TokenConfig};
@@ -155,8 +156,7 @@ impl Passwords {
             }
             outcome
         };
-        let span = tracing::Span::current();
-        let user = tokio::spawn(tracing::Instrument::instrument(spend, span))
+        let user = tokio::spawn(spend.in_current_span())
             .await
             .map_err(Bug::from)??;
         // Failed logins before the reset no longer count against the new password.

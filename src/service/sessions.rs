@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
+use tracing::Instrument as _;
 
 use super::{server_error_conversions, Bug, Limiter, ServerError, Shared};
 use crate::clock::Clock;
@@ -155,9 +156,13 @@ impl Sessions {
             verdict => verdict,
         };
         if let (Verdict::ReuseDetected, Some(state)) = (verdict, state) {
-            self.refresh_tokens
-                .revoke_session(state.session, now)
-                .await?;
+            // Its own task: a client that disconnects, or a request timeout, cannot stop
+            // a detected replay from ending the session.
+            let refresh_tokens = Arc::clone(&self.refresh_tokens);
+            let revoke = async move { refresh_tokens.revoke_session(state.session, now).await };
+            tokio::spawn(revoke.in_current_span())
+                .await
+                .map_err(Bug::from)??;
             tracing::warn!(session = %state.session, "refresh token reuse detected: session revoked");
         }
         self.metrics.refresh(verdict.label());

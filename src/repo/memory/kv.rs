@@ -5,12 +5,12 @@
 //! by expiry; a background task sleeps until the earliest one, removes what is due, and is
 //! woken early through a `Notify` when a sooner expiry is set. Reads also ignore entries past
 //! their deadline, so correctness never depends on the task's timing — nor on the clock
-//! running steadily: time comes from a [`Clock`], which tests move forward. The task ends
+//! running steadily: monotonic time comes from a [`Clock`], which tests move forward. The task ends
 //! when the store is dropped (see [`Shutdown`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -26,18 +26,18 @@ enum Value {
 
 struct Entry {
     value: Value,
-    expires_at: SystemTime,
+    expires_at: Instant,
 }
 
 #[derive(Default)]
 struct State {
     entries: HashMap<String, Entry>,
-    expirations: BTreeSet<(SystemTime, String)>,
+    expirations: BTreeSet<(Instant, String)>,
     shutdown: bool,
 }
 
 impl State {
-    fn live(&self, key: &str, now: SystemTime) -> Option<&Entry> {
+    fn live(&self, key: &str, now: Instant) -> Option<&Entry> {
         self.entries.get(key).filter(|e| e.expires_at > now)
     }
 
@@ -49,7 +49,7 @@ impl State {
     }
 
     /// Sets `key`; true when its expiry is now the earliest (the purge task must wake).
-    fn set(&mut self, key: String, value: Value, expires_at: SystemTime) -> bool {
+    fn set(&mut self, key: String, value: Value, expires_at: Instant) -> bool {
         self.remove(&key);
         let earliest = self
             .expirations
@@ -61,7 +61,7 @@ impl State {
     }
 
     /// Removes every due key; returns when the next one falls due.
-    fn purge(&mut self, now: SystemTime) -> Option<SystemTime> {
+    fn purge(&mut self, now: Instant) -> Option<Instant> {
         while let Some((when, key)) = self.expirations.first().cloned() {
             if when > now {
                 return Some(when);
@@ -117,12 +117,12 @@ impl MemoryKv {
         self.shared.state.lock().map_err(|_| RepoError::Poisoned)
     }
 
-    fn now(&self) -> SystemTime {
-        self.shared.clock.now()
+    fn now(&self) -> Instant {
+        self.shared.clock.instant()
     }
 
     /// Sets a key and wakes the purge task if it must now wake sooner.
-    fn set_value(&self, key: &str, value: Value, expires_at: SystemTime) -> Result<(), RepoError> {
+    fn set_value(&self, key: &str, value: Value, expires_at: Instant) -> Result<(), RepoError> {
         let wake = self.lock()?.set(key.to_string(), value, expires_at);
         if wake {
             self.shared.purge_task.notify_one();
@@ -138,7 +138,7 @@ impl MemoryKv {
 
 async fn purge_expired(shared: Arc<Shared>) {
     loop {
-        let now = shared.clock.now();
+        let now = shared.clock.instant();
         let next = {
             let Ok(mut state) = shared.state.lock() else {
                 return;
@@ -150,7 +150,7 @@ async fn purge_expired(shared: Arc<Shared>) {
         };
         match next {
             Some(when) => {
-                let wait = when.duration_since(now).unwrap_or_default();
+                let wait = when.saturating_duration_since(now);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shared.purge_task.notified() => {}
@@ -208,7 +208,7 @@ impl KeyValue for MemoryKv {
         }
         Ok(Counter {
             count,
-            resets_in: expires_at.duration_since(now).unwrap_or_default(),
+            resets_in: expires_at.saturating_duration_since(now),
         })
     }
 
@@ -220,7 +220,7 @@ impl KeyValue for MemoryKv {
                 expires_at,
             }) => Some(Counter {
                 count: *count,
-                resets_in: expires_at.duration_since(now).unwrap_or_default(),
+                resets_in: expires_at.saturating_duration_since(now),
             }),
             _ => None,
         })
