@@ -19,7 +19,7 @@
 //!
 //! | Module | Holds |
 //! |---|---|
-//! | [`main`](../src/authd/main.rs.html) (`src/main.rs`) | read the configuration, start logging, run until SIGTERM; `authd migrate` |
+//! | `src/main.rs` (the binary) | read the configuration, start logging, run until SIGTERM; `authd migrate` |
 //! | [`config`] | every variable of SPEC §5, parsed into the values the rest uses, one section per concern |
 //! | [`app`] | `App::build` wires everything; `serve` is the accept loop; `housekeeping` the purges |
 //! | [`router`] | the route table, and what wraps every request (request id and log span, CORS, timeout, access log) |
