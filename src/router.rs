@@ -21,8 +21,8 @@ use crate::http::{body, request_id, Problem, Response};
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, Problem>> + Send + 'a>>;
 
-/// A handler as the table holds it.
-pub type Handler = for<'a> fn(&'a State, Request<Incoming>) -> Answer<'a>;
+/// A handler as the table holds it. It gets the request with its body already read.
+pub type Handler = for<'a> fn(&'a State, body::Request) -> Answer<'a>;
 
 /// One row of the table.
 pub struct Route {
@@ -112,31 +112,17 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
         route = label
     );
     let answer = async {
-        let mut response = match found {
-            Lookup::Unknown => Problem::not_found().into_response(),
-            Lookup::Methods { allow, .. } if method == Method::OPTIONS => {
-                let mut r = body::no_content();
-                let allow = HeaderValue::from_str(&allow).expect("method names are header-safe");
-                if origin.is_some() {
-                    state.cors.preflight(allow.clone(), r.headers_mut());
-                }
-                r.headers_mut().insert(ALLOW, allow);
-                r
-            }
-            Lookup::Methods { allow, .. } => Problem::method_not_allowed(allow).into_response(),
-            Lookup::Route(route) => {
-                let run = (route.handler)(state, req);
-                match tokio::time::timeout(state.request_timeout, run).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(problem)) => problem.into_response(),
-                    Err(_) => Problem::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request_timeout",
-                        "the request took too long",
-                    )
-                    .into_response(),
-                }
-            }
+        let respond = respond(state, found, &method, origin.is_some(), req);
+        let mut response = match tokio::time::timeout(state.request_timeout, respond).await {
+            Ok(response) => response,
+            // The body may be half read: the connection cannot be reused.
+            Err(_) => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request took too long",
+            )
+            .closing()
+            .into_response(),
         };
         state.cors.apply(origin, response.headers_mut());
         response
@@ -161,6 +147,37 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
         response
     };
     answer.instrument(span).await
+}
+
+/// Reads the body, then answers as the table says.
+async fn respond(
+    state: &State,
+    found: Lookup,
+    method: &Method,
+    cors_origin: bool,
+    req: Request<Incoming>,
+) -> Response {
+    let req = match body::read_body(req).await {
+        Ok(req) => req,
+        Err(problem) => return problem.into_response(),
+    };
+    match found {
+        Lookup::Unknown => Problem::not_found().into_response(),
+        Lookup::Methods { allow, .. } if method == Method::OPTIONS => {
+            let mut r = body::no_content();
+            let allow = HeaderValue::from_str(&allow).expect("method names are header-safe");
+            if cors_origin {
+                state.cors.preflight(allow.clone(), r.headers_mut());
+            }
+            r.headers_mut().insert(ALLOW, allow);
+            r
+        }
+        Lookup::Methods { allow, .. } => Problem::method_not_allowed(allow).into_response(),
+        Lookup::Route(route) => match (route.handler)(state, req).await {
+            Ok(response) => response,
+            Err(problem) => problem.into_response(),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -129,6 +129,19 @@ mod tests {
     }
 
     #[test]
+    fn no_value_can_make_a_request_overflow() {
+        for (variable, value) in [
+            ("AUTH_REFRESH_TTL", "18446744073709551615"),
+            ("AUTH_ACCESS_TTL", "3651d"),
+            ("AUTH_DB_TIMEOUT", "2h"),
+            ("AUTH_RESEND_MAX", "4294967296"),
+        ] {
+            let err = load(&[(variable, value)]).unwrap_err();
+            assert_eq!(variables(&err), [variable], "{value}");
+        }
+    }
+
+    #[test]
     fn smtp_url_and_sender_are_parsed_and_never_printed() {
         let c = load(&[
             ("SMTP_URL", "smtps://user:s3cret@mail.example.com:465"),

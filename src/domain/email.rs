@@ -16,6 +16,8 @@ pub enum EmailError {
     LocalPart,
     Domain,
     ForbiddenCharacter,
+    /// Not an address a mail server would take (`<>"(),;` and the like, outside quotes).
+    NotAnAddress,
 }
 
 impl fmt::Display for EmailError {
@@ -27,6 +29,7 @@ impl fmt::Display for EmailError {
             EmailError::LocalPart => "the part before '@' must be 1 to 64 bytes",
             EmailError::Domain => "the domain must contain a dot and no empty labels",
             EmailError::ForbiddenCharacter => "email contains whitespace or control characters",
+            EmailError::NotAnAddress => "email is not a valid address",
         })
     }
 }
@@ -57,7 +60,12 @@ impl Email {
         if !domain.contains('.') || domain.split('.').any(str::is_empty) {
             return Err(EmailError::Domain);
         }
-        Ok(Email(normalised))
+        // What is accepted is what will be sent to: the address must be one the mail
+        // library takes, and write back unchanged.
+        match normalised.parse::<lettre::Address>() {
+            Ok(address) if address.to_string() == normalised => Ok(Email(normalised)),
+            _ => Err(EmailError::NotAnAddress),
+        }
     }
 
     /// The normalised address, for responses, storage and the recipient of an email.
@@ -110,6 +118,12 @@ mod tests {
             ("alice@exa..mple.com", EmailError::Domain),
             ("al ice@example.com", EmailError::ForbiddenCharacter),
             ("alice@exam\u{7}ple.com", EmailError::ForbiddenCharacter),
+            ("x<eve@evil.com>", EmailError::NotAnAddress),
+            ("a\"b@example.com", EmailError::NotAnAddress),
+            ("a,b@example.com", EmailError::NotAnAddress),
+            ("a;b@example.com", EmailError::NotAnAddress),
+            ("(a)@example.com", EmailError::NotAnAddress),
+            ("a@exa(mple).com", EmailError::NotAnAddress),
         ];
         for (raw, expected) in cases {
             assert_eq!(Email::parse(raw), Err(expected), "{raw:?}");
@@ -125,7 +139,9 @@ mod tests {
             Email::parse(&format!("{local65}@example.com")),
             Err(EmailError::LocalPart)
         );
-        let domain = format!("{}.com", "d".repeat(250 - 6));
+        // DNS labels are at most 63 bytes: three of 60, one of 61, then "com".
+        let label = "d".repeat(60);
+        let domain = format!("{label}.{label}.{label}.{}.com", "d".repeat(61));
         let at_limit = format!("a@{domain}");
         assert_eq!(at_limit.len(), 250);
         assert!(Email::parse(&at_limit).is_ok());

@@ -1,12 +1,11 @@
 //! `/register`, `/verify-email`, `/resend-verification`.
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::State;
 use crate::domain::{Email, Password, VerificationToken};
-use crate::http::body::{json, no_content, read_json};
+use crate::http::body::{json, no_content, read_json, Request};
 use crate::http::{Problem, Response};
 
 #[derive(Deserialize)]
@@ -27,8 +26,8 @@ struct Registered<'a> {
     email_verified: bool,
 }
 
-pub async fn register(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let body: Credentials = read_json(req).await?;
+pub async fn register(state: &State, req: Request) -> Result<Response, Problem> {
+    let body: Credentials = read_json(&req)?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
     let user = state.accounts.register(email, password).await?;
@@ -48,7 +47,7 @@ fn token_param(query: Option<&str>) -> Option<&str> {
         .find_map(|pair| pair.strip_prefix("token="))
 }
 
-pub async fn verify_email(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn verify_email(state: &State, req: Request) -> Result<Response, Problem> {
     let req_is_head = req.method() == hyper::Method::HEAD;
     let token = token_param(req.uri().query())
         .and_then(|t| VerificationToken::parse(t).ok())
@@ -71,11 +70,8 @@ pub async fn verify_email(state: &State, req: Request<Incoming>) -> Result<Respo
     ))
 }
 
-pub async fn resend_verification(
-    state: &State,
-    req: Request<Incoming>,
-) -> Result<Response, Problem> {
-    let body: EmailOnly = read_json(req).await?;
+pub async fn resend_verification(state: &State, req: Request) -> Result<Response, Problem> {
+    let body: EmailOnly = read_json(&req)?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     state.accounts.resend_verification(email).await?;
     Ok(no_content())

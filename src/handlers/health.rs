@@ -1,16 +1,15 @@
 //! `/healthz`, `/readyz`, `/metrics`.
 
 use bytes::Bytes;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL};
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 
 use super::State;
-use crate::http::body::{json, with_type};
+use crate::http::body::{json, with_type, Request};
 use crate::http::{Problem, Response};
 
 /// The process is up and serving.
-pub async fn healthz(_: &State, _: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn healthz(_: &State, _: Request) -> Result<Response, Problem> {
     let mut r = json(StatusCode::OK, &serde_json::json!({"status": "ok"}));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -18,7 +17,7 @@ pub async fn healthz(_: &State, _: Request<Incoming>) -> Result<Response, Proble
 }
 
 /// Every storage dependency answers, each within a short timeout.
-pub async fn readyz(state: &State, _: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn readyz(state: &State, _: Request) -> Result<Response, Problem> {
     let readiness = state.health.readiness().await;
     if !readiness.ready() {
         return Err(Problem::new(
@@ -41,7 +40,7 @@ pub async fn readyz(state: &State, _: Request<Incoming>) -> Result<Response, Pro
     Ok(r)
 }
 
-pub async fn metrics(state: &State, _: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn metrics(state: &State, _: Request) -> Result<Response, Problem> {
     let gauges = state.health.gauges().await;
     Ok(with_type(
         StatusCode::OK,

@@ -1,12 +1,11 @@
 //! `/password/forgot`, `/password/reset`, `/password/change`.
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 
 use super::State;
 use crate::domain::{CurrentPassword, Email, Password, ResetToken};
-use crate::http::body::{no_content, read_json};
+use crate::http::body::{no_content, read_json, Request};
 use crate::http::{bearer, Problem, Response};
 
 #[derive(Deserialize)]
@@ -27,8 +26,8 @@ struct Change {
 }
 
 /// `202 Accepted`, with no body: whether an email goes out is not the caller's to know.
-pub async fn forgot(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let body: Forgot = read_json(req).await?;
+pub async fn forgot(state: &State, req: Request) -> Result<Response, Problem> {
+    let body: Forgot = read_json(&req)?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     state.passwords.forgot(email).await?;
     let mut response = no_content();
@@ -36,8 +35,8 @@ pub async fn forgot(state: &State, req: Request<Incoming>) -> Result<Response, P
     Ok(response)
 }
 
-pub async fn reset(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let body: Reset = read_json(req).await?;
+pub async fn reset(state: &State, req: Request) -> Result<Response, Problem> {
+    let body: Reset = read_json(&req)?;
     // The new password is checked before the token is looked at, so a typo costs nothing.
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
     let token = ResetToken::parse(&body.token)
@@ -46,12 +45,12 @@ pub async fn reset(state: &State, req: Request<Incoming>) -> Result<Response, Pr
     Ok(no_content())
 }
 
-pub async fn change(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
+pub async fn change(state: &State, req: Request) -> Result<Response, Problem> {
     // Authentication comes first: without a valid token, nothing else is looked at.
     let user = state
         .access_tokens
         .authenticate(bearer::token(req.headers()))?;
-    let body: Change = read_json(req).await?;
+    let body: Change = read_json(&req)?;
     let new = Password::new(body.new_password).map_err(Problem::invalid_password)?;
     let current = CurrentPassword::parse(body.current_password);
     state.passwords.change(user, current, new).await?;

@@ -1,13 +1,12 @@
 //! `/login`, `/refresh`, `/logout`.
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::State;
 use crate::domain::{Email, Password, RefreshToken};
-use crate::http::body::{json, no_content, read_json};
+use crate::http::body::{json, no_content, read_json, Request};
 use crate::http::{Problem, Response};
 use crate::service::TokenPair;
 
@@ -49,8 +48,8 @@ fn tokens(pair: TokenPair) -> Response {
     response
 }
 
-pub async fn login(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let body: Credentials = read_json(req).await?;
+pub async fn login(state: &State, req: Request) -> Result<Response, Problem> {
+    let body: Credentials = read_json(&req)?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     // The same format rule as at registration (SPEC §3: longer than 72 bytes is a 400).
     // The answer depends only on the input, so it reveals nothing about the account.
@@ -64,14 +63,14 @@ fn refresh_token(body: RefreshBody) -> Result<RefreshToken, Problem> {
         .map_err(|_| Problem::bad_request("refresh_token is malformed"))
 }
 
-pub async fn refresh(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let token = refresh_token(read_json(req).await?)?;
+pub async fn refresh(state: &State, req: Request) -> Result<Response, Problem> {
+    let token = refresh_token(read_json(&req)?)?;
     let pair = state.sessions.refresh(token).await?;
     Ok(tokens(pair))
 }
 
-pub async fn logout(state: &State, req: Request<Incoming>) -> Result<Response, Problem> {
-    let token = refresh_token(read_json(req).await?)?;
+pub async fn logout(state: &State, req: Request) -> Result<Response, Problem> {
+    let token = refresh_token(read_json(&req)?)?;
     state.sessions.logout(token).await?;
     Ok(no_content())
 }

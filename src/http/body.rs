@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Request, StatusCode};
+use hyper::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -18,8 +18,33 @@ pub type Response = hyper::Response<Body>;
 /// Largest accepted request body (SPEC §1).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// A request whose body has been read in full (at most [`MAX_BODY_BYTES`]).
+pub type Request = hyper::Request<Bytes>;
+
+/// Reads the whole body of `req` before anything answers it, so that every response leaves
+/// the connection usable (RFC 9112 §9.6). Past 16 KiB, `413` — with `Connection: close`,
+/// since the rest of the body is left unread.
+pub async fn read_body(req: hyper::Request<Incoming>) -> Result<Request, Problem> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Problem::payload_too_large().closing());
+    }
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(hyper::Request::from_parts(parts, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Problem::payload_too_large().closing())
+        }
+        Err(_) => Err(Problem::bad_request("could not read the request body").closing()),
+    }
+}
+
 /// True for `application/json`, with or without parameters such as `charset=utf-8`.
-fn is_json(req: &Request<Incoming>) -> bool {
+fn is_json(req: &Request) -> bool {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -27,35 +52,22 @@ fn is_json(req: &Request<Incoming>) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Reads a JSON body into `T`: 415 unless JSON, 413 past 16 KiB, 400 when malformed,
+/// The JSON object in the body as `T`: 415 unless JSON, 400 when malformed, not an object,
 /// mistyped or missing a field. Unknown fields are ignored.
-pub async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Problem> {
-    if !is_json(&req) {
+pub fn read_json<T: DeserializeOwned>(req: &Request) -> Result<T, Problem> {
+    if !is_json(req) {
         return Err(Problem::unsupported_media_type());
     }
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(Problem::payload_too_large());
-    }
-    let bytes = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(Problem::payload_too_large())
-        }
-        Err(_) => return Err(Problem::bad_request("could not read the request body")),
-    };
-    parse_json(&bytes)
+    parse_json(req.body())
 }
 
-/// Parses JSON with client-safe messages (serde's own may quote the input back).
+/// Parses a JSON object with client-safe messages (serde's own may quote the input back).
+/// Anything but an object is refused: serde would otherwise read a struct from an array.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(Problem::bad_request("request body must be a JSON object"));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         let message = e.to_string();
@@ -118,5 +130,9 @@ mod tests {
         let p = parse_json::<Login>(br#"{"email":5,"password":"x"}"#).unwrap_err();
         assert_eq!(p.code, "bad_request");
         assert!(parse_json::<Login>(br#"{"email":"a","password":"b","extra":[1]}"#).is_ok());
+        for not_an_object in [&br#"["a@b.co","12345678"]"#[..], b" null", b"\"x\"", b"7"] {
+            let p = parse_json::<Login>(not_an_object).unwrap_err();
+            assert_eq!(p.detail, "request body must be a JSON object");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::StatusCode;
 use serde::Serialize;
 
@@ -32,6 +32,9 @@ pub struct Problem {
     pub bearer_challenge: bool,
     /// The request was shed for lack of capacity.
     pub shed: bool,
+    /// Adds `Connection: close`: the request's body was left unread, so the connection
+    /// cannot carry another request.
+    pub close: bool,
 }
 
 #[derive(Serialize)]
@@ -60,7 +63,14 @@ impl Problem {
             allow: None,
             bearer_challenge: false,
             shed: false,
+            close: false,
         }
+    }
+
+    /// The same problem, closing the connection after it.
+    pub fn closing(mut self) -> Problem {
+        self.close = true;
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -204,6 +214,9 @@ impl Problem {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
+        }
+        if self.close {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if self.shed {
             response.extensions_mut().insert(Shed);

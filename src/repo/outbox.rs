@@ -66,11 +66,13 @@ pub trait Outbox: Send + Sync {
     /// Emails not yet sent nor failed, and the age of the oldest at `now`.
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError>;
 
-    /// Deletes sent emails older than `sent_before` and failed ones older than
-    /// `failed_before` (kept longer, for investigation). Returns how many.
+    /// Deletes at most `limit` sent emails older than `sent_before` and failed ones older
+    /// than `failed_before` (kept longer, for investigation). Returns how many: fewer than
+    /// `limit` means none are left.
     async fn purge(
         &self,
         sent_before: SystemTime,
         failed_before: SystemTime,
+        limit: usize,
     ) -> Result<u64, RepoError>;
 }

@@ -57,6 +57,7 @@ pub trait RefreshTokens: Send + Sync {
         now: SystemTime,
     ) -> Result<(), RepoError>;
 
-    /// Deletes tokens expired before `now` (and sessions left empty). Returns how many.
-    async fn purge_expired(&self, now: SystemTime) -> Result<u64, RepoError>;
+    /// Deletes at most `limit` tokens expired before `now`, and the sessions they leave
+    /// empty. Returns how many tokens: fewer than `limit` means none are left.
+    async fn purge_expired(&self, now: SystemTime, limit: usize) -> Result<u64, RepoError>;
 }

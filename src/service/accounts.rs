@@ -155,18 +155,22 @@ impl Accounts {
         Ok(())
     }
 
-    /// The verification email of `user`, with a token minted and stored now: its lifetime
-    /// starts when the email leaves.
-    pub async fn verification_letter(
-        &self,
-        user: UserId,
-        to: &Email,
-    ) -> Result<Message, RepoError> {
+    /// The verification email of `user`, to the address stored on the account, with a
+    /// token minted and stored now: its lifetime starts when the email leaves. `None` when
+    /// the account is gone.
+    pub async fn verification_letter(&self, user: UserId) -> Result<Option<Message>, RepoError> {
+        let Some(account) = self.users.by_id(user).await? else {
+            return Ok(None);
+        };
         let token = VerificationToken::generate(&self.rng);
         self.tokens
             .put(&token.hash(), user, self.verify_ttl)
             .await?;
         let link = self.verify_url.render(&token.expose());
-        Ok(compose::verification(to, &link, self.verify_ttl))
+        Ok(Some(compose::verification(
+            &account.email,
+            &link,
+            self.verify_ttl,
+        )))
     }
 }

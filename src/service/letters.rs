@@ -18,8 +18,8 @@ pub struct Letters {
 impl mail::worker::Letters for Letters {
     async fn write(&self, email: &OutgoingEmail) -> Result<Option<Message>, RepoError> {
         match email {
-            OutgoingEmail::Verification { user, to } => {
-                self.accounts.verification_letter(*user, to).await.map(Some)
+            OutgoingEmail::Verification { user, .. } => {
+                self.accounts.verification_letter(*user).await
             }
             OutgoingEmail::PasswordReset { to } => self.passwords.reset_letter(to).await,
         }

@@ -385,7 +385,7 @@ async fn expired_refresh_tokens_are_purged(backend: Backend) {
     session(&repos, user, token(2, DAY)).await;
     let purged = repos
         .refresh_tokens
-        .purge_expired(SystemTime::now() + Duration::from_secs(120))
+        .purge_expired(SystemTime::now() + Duration::from_secs(120), 100)
         .await
         .unwrap();
     assert_eq!(purged, 1);
@@ -398,6 +398,59 @@ async fn expired_refresh_tokens_are_purged(backend: Backend) {
         present(&repos, 2, 4, now, Duration::ZERO).await,
         Verdict::Current
     );
+}
+
+both!(purges_go_in_batches_and_finish);
+async fn purges_go_in_batches_and_finish(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let user = new_user(&repos, "batch@example.com").await;
+    for n in 1..=5 {
+        session(&repos, user, token(n, Duration::from_secs(60))).await;
+    }
+    session(&repos, user, token(9, DAY)).await;
+    let later = SystemTime::now() + Duration::from_secs(120);
+    let rt = &repos.refresh_tokens;
+    assert_eq!(rt.purge_expired(later, 2).await.unwrap(), 2);
+    assert_eq!(rt.purge_expired(later, 2).await.unwrap(), 2);
+    assert_eq!(
+        rt.purge_expired(later, 2).await.unwrap(),
+        1,
+        "fewer than a batch: done"
+    );
+    assert_eq!(rt.purge_expired(later, 2).await.unwrap(), 0);
+    let now = SystemTime::now();
+    assert_eq!(
+        present(&repos, 9, 10, now, Duration::ZERO).await,
+        Verdict::Current
+    );
+
+    // The outbox: two sent and two failed emails, one batch at a time.
+    let ob = &repos.outbox;
+    for _ in 0..3 {
+        ob.enqueue(verification_for(user, "batch@example.com"), now)
+            .await
+            .unwrap();
+    }
+    let items = ob.claim(10, Duration::from_secs(60), now).await.unwrap();
+    assert_eq!(items.len(), 4);
+    ob.mark_sent(items[0].id).await.unwrap();
+    ob.mark_sent(items[1].id).await.unwrap();
+    ob.mark_failed(items[2].id).await.unwrap();
+    ob.mark_failed(items[3].id).await.unwrap();
+    let mut purged = Vec::new();
+    loop {
+        let n = ob.purge(later, later, 3).await.unwrap();
+        purged.push(n);
+        if n < 3 {
+            break;
+        }
+    }
+    // Memory drops sent emails at once; PostgreSQL keeps them until purged.
+    let expected: &[u64] = match backend {
+        Backend::Memory => &[2],
+        Backend::Real => &[3, 1],
+    };
+    assert_eq!(purged, expected);
 }
 
 both!(one_time_tokens_work_once_per_kind_and_expire);
@@ -560,9 +613,9 @@ async fn old_sent_and_failed_emails_are_purged(backend: Backend) {
     ob.mark_failed(items[1].id).await.unwrap();
     let now = SystemTime::now();
     // Nothing is old enough yet.
-    assert_eq!(ob.purge(now - DAY, now - DAY).await.unwrap(), 0);
+    assert_eq!(ob.purge(now - DAY, now - DAY, 100).await.unwrap(), 0);
     let later = now + Duration::from_secs(5);
-    ob.purge(later, later).await.unwrap();
+    ob.purge(later, later, 100).await.unwrap();
     // The pending one stays, the others are gone for good.
     assert_eq!(ob.backlog(now).await.unwrap().0, 1);
     ob.retry_at(items[2].id, now).await.unwrap();

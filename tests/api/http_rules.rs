@@ -228,3 +228,153 @@ async fn no_cors_headers_by_default() {
     assert!(res.header("access-control-allow-origin").is_none());
     assert_eq!(res.header("allow"), Some("POST, OPTIONS"));
 }
+
+/// A body that is not a JSON object is refused on every route that takes one: serde would
+/// otherwise read `["a@example.com","12345678"]` as the fields of a struct.
+#[tokio::test]
+async fn bodies_that_are_not_json_objects_are_400_everywhere() {
+    let app = spawn_app(Backend::Memory).await;
+    let (access, _) = app.session("objects@example.com").await;
+    let bearer = format!("Bearer {access}");
+    for route in authd::router::ROUTES
+        .iter()
+        .filter(|r| r.method == Method::POST)
+    {
+        for body in [
+            r#"["array@example.com","12345678"]"#,
+            "null",
+            r#""a string""#,
+        ] {
+            let res = app
+                .request(
+                    Method::POST,
+                    route.path,
+                    &[
+                        ("content-type", "application/json"),
+                        ("authorization", &bearer),
+                    ],
+                    Some(body.as_bytes().to_vec()),
+                )
+                .await;
+            assert_eq!(res.status, StatusCode::BAD_REQUEST, "{} {body}", route.path);
+            assert_eq!(res.problem_code(), "bad_request");
+        }
+    }
+    assert_eq!(
+        app.login("array@example.com", "12345678").await.status,
+        StatusCode::UNAUTHORIZED,
+        "no account was created from an array"
+    );
+}
+
+/// Whatever the answer, the request's body is read first (or the connection is closed and
+/// says so): the next request on a keep-alive connection is answered (RFC 9112 §9.6).
+#[tokio::test]
+async fn every_answer_leaves_a_keep_alive_connection_usable() {
+    let app = spawn_app(Backend::Memory).await;
+    let json = [("content-type", "application/json")];
+    let change = br#"{"current_password":"correct horse","new_password":"a new passphrase"}"#;
+    type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], &'a [u8], StatusCode);
+    let cases: [Case; 6] = [
+        (
+            Method::POST,
+            "/password/change",
+            &json,
+            change,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (Method::POST, "/nope", &json, b"{}", StatusCode::NOT_FOUND),
+        (
+            Method::PUT,
+            "/login",
+            &json,
+            b"{}",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::POST,
+            "/login",
+            &[("content-type", "text/plain")],
+            b"hi",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Method::POST,
+            "/login",
+            &json,
+            b"{not json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::OPTIONS,
+            "/login",
+            &json,
+            b"{}",
+            StatusCode::NO_CONTENT,
+        ),
+    ];
+    for (method, path, headers, body, status) in cases {
+        let mut conn = app.connection().await;
+        let first = conn
+            .request(method.clone(), path, headers, Some(body.to_vec()))
+            .await
+            .expect("an answer");
+        assert_eq!(first.status, status, "{method} {path}");
+        assert_eq!(first.header("connection"), None, "{method} {path}");
+        let next = conn.request(Method::GET, "/healthz", &[], None).await;
+        assert_eq!(
+            next.map(|r| r.status),
+            Some(StatusCode::OK),
+            "the request after {method} {path} was lost"
+        );
+    }
+    // A body too large to read is not read: the answer says the connection ends.
+    let mut conn = app.connection().await;
+    let big = vec![b'x'; 17 * 1024];
+    let res = conn
+        .request(Method::POST, "/login", &json, Some(big))
+        .await
+        .expect("an answer");
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.header("connection"), Some("close"));
+}
+
+/// The reported case: a client that sends the headers and the body in two writes, then its
+/// next request on the same connection. An answer sent before the body arrived used to
+/// close the connection without saying so, and the next request was lost.
+#[tokio::test]
+async fn a_body_sent_after_its_headers_does_not_cost_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(Backend::Memory).await;
+    let body = br#"{"current_password":"correct horse","new_password":"a new passphrase"}"#;
+    for path in ["/password/change", "/nope", "/login"] {
+        let mut raw = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        raw.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // A connection closed meanwhile shows as a lost second answer below.
+        let _ = raw.write_all(body).await;
+        let _ = raw
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        while String::from_utf8_lossy(&seen).matches("HTTP/1.1 ").count() < 2 {
+            match tokio::time::timeout_at(deadline, raw.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&seen);
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            2,
+            "{path}: the second request was lost:\n{text}"
+        );
+        assert!(text.contains("HTTP/1.1 200"), "{path}: {text}");
+    }
+}

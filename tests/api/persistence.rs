@@ -150,6 +150,26 @@ async fn an_email_queued_before_a_restart_is_sent_after_it() {
     assert!(emails[0].text.contains("/verify-email?token="));
 }
 
+/// SPEC §6: emails go to the address stored on the account — whatever was written when the
+/// email was queued.
+#[tokio::test]
+async fn an_email_goes_to_the_address_the_account_has_when_it_is_sent() {
+    let storage = Storage::real().await;
+    spawn_app_on(storage.clone(), &[]).await.stop().await;
+    let client = storage.database.as_ref().unwrap().client().await;
+    client
+        .batch_execute(
+            "INSERT INTO users (id, email, password_hash) VALUES ('00000000-0000-4000-8000-000000000002', 'stored@example.com', 'x');
+             INSERT INTO outbox (kind, user_id, recipient) VALUES ('verification', '00000000-0000-4000-8000-000000000002', 'typed@example.com');",
+        )
+        .await
+        .unwrap();
+    let app = spawn_app_on(storage.clone(), &[]).await;
+    app.mailer.wait_for("stored@example.com", 1).await;
+    app.mail_barrier("barrier@example.com").await;
+    assert!(app.mailer.sent_to("typed@example.com").is_empty());
+}
+
 #[tokio::test]
 async fn replicas_starting_together_apply_each_migration_once() {
     let storage = Storage::real().await;

@@ -71,14 +71,21 @@ impl Outbox for MemoryDb {
         &self,
         _sent_before: SystemTime,
         failed_before: SystemTime,
+        limit: usize,
     ) -> Result<u64, RepoError> {
         // Sent rows are dropped as soon as they are sent; failed ones age out here.
         let mut tables = self.lock()?;
-        let before = tables.outbox.len();
-        tables.outbox.retain(|_, r| {
-            !(matches!(r.state, OutboxState::Failed) && r.created_at < failed_before)
-        });
-        Ok((before - tables.outbox.len()) as u64)
+        let old: Vec<u64> = tables
+            .outbox
+            .iter()
+            .filter(|(_, r)| matches!(r.state, OutboxState::Failed) && r.created_at < failed_before)
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect();
+        for id in &old {
+            tables.outbox.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {

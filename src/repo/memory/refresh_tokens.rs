@@ -99,11 +99,19 @@ impl RefreshTokens for MemoryDb {
         }
     }
 
-    async fn purge_expired(&self, now: SystemTime) -> Result<u64, RepoError> {
+    async fn purge_expired(&self, now: SystemTime, limit: usize) -> Result<u64, RepoError> {
         let mut tables = self.lock()?;
-        let before = tables.tokens.len();
-        tables.tokens.retain(|_, r| r.expires_at > now);
-        let purged = (before - tables.tokens.len()) as u64;
+        let expired: Vec<TokenHash<Refresh>> = tables
+            .tokens
+            .iter()
+            .filter(|(_, r)| r.expires_at <= now)
+            .map(|(hash, _)| *hash)
+            .take(limit)
+            .collect();
+        for hash in &expired {
+            tables.tokens.remove(hash);
+        }
+        let purged = expired.len() as u64;
         let live: HashSet<SessionId> = tables.tokens.values().map(|r| r.session).collect();
         tables.sessions.retain(|id, _| live.contains(id));
         Ok(purged)

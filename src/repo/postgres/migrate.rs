@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_outbox_reset_requests.sql",
         include_str!("../../../sql/0004_outbox_reset_requests.sql"),
     ),
+    (
+        5,
+        "0005_housekeeping_indexes.sql",
+        include_str!("../../../sql/0005_housekeeping_indexes.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming authd's migration lock.

@@ -27,9 +27,17 @@ const MARK_SKIPPED: &str = "UPDATE outbox SET state = 'skipped', sent_at = now()
 const MARK_FAILED: &str = "UPDATE outbox SET state = 'failed' WHERE id = $1";
 const RETRY_AT: &str = "UPDATE outbox SET due_at = $2 WHERE id = $1 AND state = 'pending'";
 
-const PURGE: &str = "
-    DELETE FROM outbox
-    WHERE (state IN ('sent', 'skipped') AND sent_at < $1) OR (state = 'failed' AND created_at < $2)";
+/// One batch of old sent rows, by `outbox_sent_idx`.
+const PURGE_SENT: &str = "
+    DELETE FROM outbox WHERE id IN (
+        SELECT id FROM outbox WHERE state IN ('sent', 'skipped') AND sent_at < $1 LIMIT $2
+    )";
+
+/// One batch of old failed rows, by `outbox_failed_idx`.
+const PURGE_FAILED: &str = "
+    DELETE FROM outbox WHERE id IN (
+        SELECT id FROM outbox WHERE state = 'failed' AND created_at < $1 LIMIT $2
+    )";
 
 const BACKLOG: &str = "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'";
 
@@ -130,11 +138,22 @@ impl Outbox for PgStore {
         &self,
         sent_before: SystemTime,
         failed_before: SystemTime,
+        limit: usize,
     ) -> Result<u64, RepoError> {
-        self.with(|client| async move {
-            Ok(client
-                .execute(PURGE, &[&sent_before, &failed_before])
-                .await?)
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.maintenance(|client| async move {
+            let sent = client.execute(PURGE_SENT, &[&sent_before, &limit]).await?;
+            // Failed rows only once no old sent row is left in this batch.
+            let room = limit - i64::try_from(sent).unwrap_or(limit);
+            let failed = match room {
+                0 => 0,
+                room => {
+                    client
+                        .execute(PURGE_FAILED, &[&failed_before, &room])
+                        .await?
+                }
+            };
+            Ok(sent + failed)
         })
         .await
     }

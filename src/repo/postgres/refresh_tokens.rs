@@ -52,11 +52,18 @@ const REVOKE_SESSION_OF_TOKEN: &str = "
     WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
       AND revoked_at IS NULL";
 
-const PURGE_EXPIRED_TOKENS: &str = "DELETE FROM refresh_tokens WHERE expires_at <= $1";
+/// One batch of expired tokens (by `refresh_tokens_expires_idx`), and their sessions.
+const PURGE_EXPIRED_TOKENS: &str = "
+    DELETE FROM refresh_tokens WHERE token_hash IN (
+        SELECT token_hash FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2
+    )
+    RETURNING family_id";
 
+/// The sessions of the tokens just purged that have no token left.
 const PURGE_EMPTY_SESSIONS: &str = "
     DELETE FROM refresh_families f
-    WHERE NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id)";
+    WHERE f.id = ANY($1)
+      AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id)";
 
 #[async_trait]
 impl RefreshTokens for PgStore {
@@ -134,11 +141,16 @@ impl RefreshTokens for PgStore {
         .await
     }
 
-    async fn purge_expired(&self, now: SystemTime) -> Result<u64, RepoError> {
-        self.with(|client| async move {
-            let purged = client.execute(PURGE_EXPIRED_TOKENS, &[&now]).await?;
-            client.execute(PURGE_EMPTY_SESSIONS, &[]).await?;
-            Ok(purged)
+    async fn purge_expired(&self, now: SystemTime, limit: usize) -> Result<u64, RepoError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.maintenance(|mut client| async move {
+            // One transaction: the second statement sees what the first deleted.
+            let tx = client.transaction().await?;
+            let rows = tx.query(PURGE_EXPIRED_TOKENS, &[&now, &limit]).await?;
+            let sessions: Vec<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+            tx.execute(PURGE_EMPTY_SESSIONS, &[&sessions]).await?;
+            tx.commit().await?;
+            Ok(rows.len() as u64)
         })
         .await
     }

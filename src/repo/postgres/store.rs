@@ -56,53 +56,69 @@ impl From<tokio_postgres::Error> for RepoError {
     }
 }
 
-/// The PostgreSQL store. Cheap to clone (the pool is shared).
+/// Longest one housekeeping batch may take: longer than a request may, since it works
+/// through many rows, but bounded.
+const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL store. Cheap to clone (the pools are shared).
 #[derive(Clone)]
 pub struct PgStore {
+    /// For requests and the outbox worker, bounded by `deadline`.
     pool: Pool,
+    /// One connection of its own for housekeeping, whose statements may take
+    /// [`MAINTENANCE_DEADLINE`]: a purge never waits for, nor holds, a request's connection.
+    maintenance: Pool,
     /// Bound on one whole operation: pool wait, statements, commit.
     deadline: Duration,
     metrics: Arc<Metrics>,
 }
 
+/// A pool whose server gives up on a statement, or a lock wait, when authd would: an
+/// operation that timed out here must not leave its query running and its locks held.
+fn pool(
+    url: &DatabaseUrl,
+    size: usize,
+    deadline: Duration,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let mut config = url.pg_config().clone();
+    let ms = deadline.as_millis();
+    let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
+    let options = match config.get_options() {
+        Some(existing) => format!("{existing} {limits}"),
+        None => limits,
+    };
+    config.options(&options);
+    let manager = match url.tls() {
+        Some(tls) => Manager::from_config(
+            config,
+            MakeRustlsConnect::new((**tls).clone()),
+            manager_config,
+        ),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(deadline))
+        .create_timeout(Some(deadline))
+        .recycle_timeout(Some(deadline))
+        .runtime(Runtime::Tokio1)
+        .build()
+}
+
 impl PgStore {
-    /// Builds the pool. Connections are opened on demand, so this does not touch the server.
+    /// Builds the pools. Connections are opened on demand, so this does not touch the server.
     pub fn new(
         url: &DatabaseUrl,
         size: usize,
         deadline: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<PgStore, deadpool_postgres::BuildError> {
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        // The server gives up on a statement, or a lock wait, when authd would: a request
-        // that timed out here must not leave its query running and its locks held there.
-        let mut config = url.pg_config().clone();
-        let ms = deadline.as_millis();
-        let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
-        let options = match config.get_options() {
-            Some(existing) => format!("{existing} {limits}"),
-            None => limits,
-        };
-        config.options(&options);
-        let manager = match url.tls() {
-            Some(tls) => Manager::from_config(
-                config,
-                MakeRustlsConnect::new((**tls).clone()),
-                manager_config,
-            ),
-            None => Manager::from_config(config, NoTls, manager_config),
-        };
-        let pool = Pool::builder(manager)
-            .max_size(size)
-            .wait_timeout(Some(deadline))
-            .create_timeout(Some(deadline))
-            .recycle_timeout(Some(deadline))
-            .runtime(Runtime::Tokio1)
-            .build()?;
         Ok(PgStore {
-            pool,
+            pool: pool(url, size, deadline)?,
+            maintenance: pool(url, 1, MAINTENANCE_DEADLINE)?,
             deadline,
             metrics,
         })
@@ -114,8 +130,31 @@ impl PgStore {
         F: FnOnce(Object) -> Fut,
         Fut: Future<Output = Result<T, RepoError>> + 'a,
     {
+        self.run_on(&self.pool, self.deadline, op).await
+    }
+
+    /// Runs `op` on the housekeeping connection, within [`MAINTENANCE_DEADLINE`].
+    pub(super) async fn maintenance<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, RepoError>> + 'a,
+    {
+        self.run_on(&self.maintenance, MAINTENANCE_DEADLINE, op)
+            .await
+    }
+
+    async fn run_on<'a, T, F, Fut>(
+        &'a self,
+        pool: &'a Pool,
+        deadline: Duration,
+        op: F,
+    ) -> Result<T, RepoError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, RepoError>> + 'a,
+    {
         let work = async {
-            let client = self.pool.get().await.map_err(|e| match e {
+            let client = pool.get().await.map_err(|e| match e {
                 deadpool_postgres::PoolError::Timeout(_) => RepoError::PoolTimeout,
                 deadpool_postgres::PoolError::Backend(e) => e.into(),
                 other => RepoError::Pool(other),
@@ -125,7 +164,7 @@ impl PgStore {
                 Err(e) => Err(e),
             }
         };
-        let result = tokio::time::timeout(self.deadline, work)
+        let result = tokio::time::timeout(deadline, work)
             .await
             .unwrap_or(Err(RepoError::Timeout("postgres")));
         if let Err(e) = &result {

@@ -44,7 +44,60 @@ impl TestResponse {
     }
 }
 
+/// One keep-alive connection, for tests about what happens to the next request on it.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    /// Sends a request on this connection; `None` when the server has closed it.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Option<TestResponse> {
+        self.sender.ready().await.ok()?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let res = self.sender.send_request(req).await.ok()?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.ok()?.to_bytes();
+        Some(TestResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
 impl Client {
+    /// Opens a keep-alive connection.
+    pub async fn connection(&self) -> Connection {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        Connection {
+            sender,
+            host: self.addr.to_string(),
+        }
+    }
+
     /// Sends one request on a fresh connection.
     pub async fn request(
         &self,
