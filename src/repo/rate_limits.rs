@@ -10,6 +10,7 @@ use crate::domain::Email;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RateKey {
     LoginFailures(Email),
+    LoginAttempts(Email),
     Resend(Email),
     PasswordForgot(Email),
 }
@@ -20,6 +21,7 @@ impl RateKey {
     fn key(&self) -> String {
         let (action, email) = match self {
             RateKey::LoginFailures(e) => ("login-failures", e),
+            RateKey::LoginAttempts(e) => ("login-attempts", e),
             RateKey::Resend(e) => ("resend", e),
             RateKey::PasswordForgot(e) => ("forgot", e),
         };

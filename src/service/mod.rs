@@ -9,8 +9,8 @@
 //! | [`Health`] | readiness and the gauges of `/metrics` |
 //! | [`Letters`] | which service writes which queued email |
 //!
-//! Shared pieces: [`Limiter`] (one rate-limit rule for every limit), [`Mailroom`] (queuing
-//! email). Each service has one error enum: domain outcomes a client may act on, plus
+//! Shared pieces: [`Limiter`] (one rate-limit rule for every limit), [`LoginLimits`] (the
+//! password-guessing limits of login and password change), [`Mailroom`] (queuing email). Each service has one error enum: domain outcomes a client may act on, plus
 //! [`ServerError`] for what is not the client's doing (a full CPU pool: shed with 503;
 //! storage failing: 503, cause logged; a bug: 500).
 
@@ -18,6 +18,7 @@ mod accounts;
 mod bearer;
 mod health;
 mod letters;
+mod login_limits;
 mod mailroom;
 mod passwords;
 mod rate_limit;
@@ -28,6 +29,7 @@ pub use accounts::{AccountError, Accounts};
 pub use bearer::{AccessTokens, InvalidAccessToken};
 pub use health::{Health, Readiness};
 pub use letters::Letters;
+pub use login_limits::LoginLimits;
 pub use mailroom::Mailroom;
 pub use passwords::{PasswordError, Passwords};
 pub use rate_limit::{Exceeded, Limiter, RateLimit};

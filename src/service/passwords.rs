@@ -12,7 +12,7 @@ use std::time::Duration;
 use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
-use super::{server_error_conversions, Bug, Limiter, Mailroom, ServerError, Shared};
+use super::{server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, ServerError, Shared};
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
     CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken, UserId,
@@ -55,7 +55,7 @@ pub struct Passwords {
     mailroom: Arc<Mailroom>,
     forgot_limit: Limiter,
     /// Wrong current passwords count as failed logins.
-    login_limit: Limiter,
+    login_limits: LoginLimits,
     hasher: Arc<Hasher>,
     reset_url: LinkTemplate,
     reset_ttl: Duration,
@@ -82,7 +82,11 @@ impl Passwords {
             tokens: shared.repos.reset_tokens.clone(),
             mailroom: Arc::clone(&shared.mailroom),
             forgot_limit: limiter(limits.forgot, "forgot"),
-            login_limit: limiter(limits.login_failures, "login"),
+            login_limits: LoginLimits::new(
+                shared.repos.rate_limits.clone(),
+                limits.login_failures,
+                Arc::clone(&shared.metrics),
+            ),
             hasher: Arc::clone(&shared.hasher),
             reset_url,
             reset_ttl: tokens.reset_ttl,
@@ -161,10 +165,7 @@ impl Passwords {
             .map_err(Bug::from)??;
         // Failed logins before the reset no longer count against the new password.
         if let Ok(Some(account)) = self.users.by_id(user).await {
-            let _ = self
-                .login_limit
-                .clear(&RateKey::LoginFailures(account.email))
-                .await;
+            let _ = self.login_limits.succeeded(&account.email).await;
         }
         tracing::info!(user_id = %user, "password reset; every session revoked");
         Ok(())
@@ -188,8 +189,7 @@ impl Passwords {
             .by_id(user_id)
             .await?
             .ok_or(PasswordError::InvalidAccessToken)?;
-        let attempts = RateKey::LoginFailures(user.email.clone());
-        if let Err(exceeded) = self.login_limit.hit(&attempts).await? {
+        if let Err(exceeded) = self.login_limits.admit(&user.email).await? {
             return Err(PasswordError::RateLimited {
                 retry_after: exceeded.retry_after,
             });
@@ -199,9 +199,10 @@ impl Passwords {
             .verify(current, Some(&user.password_hash))
             .await?
         {
+            self.login_limits.failed(&user.email).await?;
             return Err(PasswordError::WrongPassword);
         }
-        self.login_limit.clear(&attempts).await?;
+        self.login_limits.succeeded(&user.email).await?;
         let new_hash = self.hasher.hash(new).await?;
         // Only if the password is still the one just checked: a concurrent reset wins.
         if !self

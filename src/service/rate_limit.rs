@@ -55,6 +55,19 @@ impl Limiter {
         Ok(Ok(()))
     }
 
+    /// Whether `key` has used up its events already, without counting one.
+    pub async fn check(&self, key: &RateKey) -> Result<Result<(), Exceeded>, RepoError> {
+        match self.counters.peek(key).await? {
+            Some(counter) if counter.count >= u64::from(self.limit.max) => {
+                self.metrics.rate_limited(self.label);
+                Ok(Err(Exceeded {
+                    retry_after: counter.resets_in,
+                }))
+            }
+            _ => Ok(Ok(())),
+        }
+    }
+
     /// Forgets the events counted for `key` (the window starts over).
     pub async fn clear(&self, key: &RateKey) -> Result<(), RepoError> {
         self.counters.clear(key).await

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
-use super::{server_error_conversions, Bug, Limiter, ServerError, Shared};
+use super::{server_error_conversions, Bug, LoginLimits, ServerError, Shared};
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::cpu_pool::CpuPool;
@@ -14,7 +14,7 @@ use crate::domain::{classify, Email, Password, RefreshToken, SessionId, UserId, 
 use crate::hasher::Hasher;
 use crate::jwt::Signer;
 use crate::metrics::Metrics;
-use crate::repo::{NewRefreshToken, RateKey, RefreshTokens, Rotation, Users};
+use crate::repo::{NewRefreshToken, RefreshTokens, Rotation, Users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -45,7 +45,7 @@ pub struct TokenPair {
 pub struct Sessions {
     users: Arc<dyn Users>,
     refresh_tokens: Arc<dyn RefreshTokens>,
-    login_limit: Limiter,
+    login_limits: LoginLimits,
     hasher: Arc<Hasher>,
     signer: Arc<Signer>,
     /// RSA signing runs here, off the async workers.
@@ -68,10 +68,9 @@ impl Sessions {
         Sessions {
             users: Arc::clone(&shared.repos.users),
             refresh_tokens: Arc::clone(&shared.repos.refresh_tokens),
-            login_limit: Limiter::new(
+            login_limits: LoginLimits::new(
                 shared.repos.rate_limits.clone(),
                 limits.login_failures,
-                "login",
                 Arc::clone(&shared.metrics),
             ),
             hasher: Arc::clone(&shared.hasher),
@@ -87,14 +86,12 @@ impl Sessions {
 
     /// Checks the password and starts a session.
     ///
-    /// Every attempt is counted *before* any bcrypt work, in one atomic step, so parallel
-    /// guesses cannot slip past the limit while earlier ones are still being checked; a
+    /// The guessing limits ([`LoginLimits`]) are decided before any bcrypt work: a
     /// locked-out address costs nothing, and the right password does not get through
-    /// either. A correct password ends the count. Unknown emails are checked against a
-    /// dummy hash: same work, same answer as a wrong password.
+    /// either. Unknown emails are checked against a dummy hash: same work, same answer as
+    /// a wrong password.
     pub async fn login(&self, email: Email, password: Password) -> Result<TokenPair, SessionError> {
-        let attempts = RateKey::LoginFailures(email.clone());
-        if let Err(exceeded) = self.login_limit.hit(&attempts).await? {
+        if let Err(exceeded) = self.login_limits.admit(&email).await? {
             return Err(SessionError::RateLimited {
                 retry_after: exceeded.retry_after,
             });
@@ -106,9 +103,12 @@ impl Sessions {
             .await?;
         let user = match user {
             Some(user) if matched => user,
-            _ => return Err(SessionError::InvalidCredentials),
+            _ => {
+                self.login_limits.failed(&email).await?;
+                return Err(SessionError::InvalidCredentials);
+            }
         };
-        self.login_limit.clear(&attempts).await?;
+        self.login_limits.succeeded(&email).await?;
         if !user.email_verified {
             return Err(SessionError::EmailNotVerified);
         }

@@ -274,7 +274,13 @@ async fn every_answer_leaves_a_keep_alive_connection_usable() {
     let app = spawn_app(Backend::Memory).await;
     let json = [("content-type", "application/json")];
     let change = br#"{"current_password":"correct horse","new_password":"a new passphrase"}"#;
-    type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], &'a [u8], StatusCode);
+    type Case<'a> = (
+        Method,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a [u8],
+        StatusCode,
+    );
     let cases: [Case; 6] = [
         (
             Method::POST,
