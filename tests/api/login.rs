@@ -203,9 +203,9 @@ async fn parallel_guesses_are_bounded_at_twice_the_failure_limit(backend: Backen
     );
 }
 
+both!(concurrent_logins_with_the_right_password_all_succeed);
 /// SPEC §8: the limit counts failures. Sixteen devices logging in at once with the right
 /// password all get in (they used to get six 429s: every attempt was counted).
-both!(concurrent_logins_with_the_right_password_all_succeed);
 async fn concurrent_logins_with_the_right_password_all_succeed(backend: Backend) {
     let app = std::sync::Arc::new(spawn_app(backend).await);
     app.verified_user("family@example.com").await;
