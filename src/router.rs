@@ -7,6 +7,7 @@
 //! known path.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
 use tracing::Instrument as _;
 
+use crate::domain::Client;
 use crate::handlers::{account, health, keys, password, session, State};
 use crate::http::problem::Shed;
 use crate::http::{body, request_id, Problem, Response};
@@ -30,7 +32,17 @@ pub struct Route {
     pub path: &'static str,
     /// The `route` label of metrics and logs.
     pub label: &'static str,
+    /// Counted against the per-client limit (SPEC §8: the routes that check a password or
+    /// may send an email), before the handler runs.
+    pub limit: Limit,
     pub handler: Handler,
+}
+
+/// Which limit a route counts against before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    None,
+    PerClient,
 }
 
 /// `handler!(module::function)`: an `async fn (&State, Request) -> Result<Response, Problem>`
@@ -44,19 +56,19 @@ macro_rules! handler {
 /// Every route authd serves.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    Route { method: Method::POST, path: "/register", label: "register", handler: handler!(account::register) },
-    Route { method: Method::GET, path: "/verify-email", label: "verify_email", handler: handler!(account::verify_email) },
-    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", handler: handler!(account::resend_verification) },
-    Route { method: Method::POST, path: "/login", label: "login", handler: handler!(session::login) },
-    Route { method: Method::POST, path: "/refresh", label: "refresh", handler: handler!(session::refresh) },
-    Route { method: Method::POST, path: "/logout", label: "logout", handler: handler!(session::logout) },
-    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", handler: handler!(password::forgot) },
-    Route { method: Method::POST, path: "/password/reset", label: "password_reset", handler: handler!(password::reset) },
-    Route { method: Method::POST, path: "/password/change", label: "password_change", handler: handler!(password::change) },
-    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", handler: handler!(keys::jwks) },
-    Route { method: Method::GET, path: "/healthz", label: "healthz", handler: handler!(health::healthz) },
-    Route { method: Method::GET, path: "/readyz", label: "readyz", handler: handler!(health::readyz) },
-    Route { method: Method::GET, path: "/metrics", label: "metrics", handler: handler!(health::metrics) },
+    Route { method: Method::POST, path: "/register", label: "register", limit: Limit::PerClient, handler: handler!(account::register) },
+    Route { method: Method::GET, path: "/verify-email", label: "verify_email", limit: Limit::None, handler: handler!(account::verify_email) },
+    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", limit: Limit::PerClient, handler: handler!(account::resend_verification) },
+    Route { method: Method::POST, path: "/login", label: "login", limit: Limit::PerClient, handler: handler!(session::login) },
+    Route { method: Method::POST, path: "/refresh", label: "refresh", limit: Limit::None, handler: handler!(session::refresh) },
+    Route { method: Method::POST, path: "/logout", label: "logout", limit: Limit::None, handler: handler!(session::logout) },
+    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", limit: Limit::PerClient, handler: handler!(password::forgot) },
+    Route { method: Method::POST, path: "/password/reset", label: "password_reset", limit: Limit::PerClient, handler: handler!(password::reset) },
+    Route { method: Method::POST, path: "/password/change", label: "password_change", limit: Limit::PerClient, handler: handler!(password::change) },
+    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", limit: Limit::None, handler: handler!(keys::jwks) },
+    Route { method: Method::GET, path: "/healthz", label: "healthz", limit: Limit::None, handler: handler!(health::healthz) },
+    Route { method: Method::GET, path: "/readyz", label: "readyz", limit: Limit::None, handler: handler!(health::readyz) },
+    Route { method: Method::GET, path: "/metrics", label: "metrics", limit: Limit::None, handler: handler!(health::metrics) },
 ];
 
 /// What the table says about a request.
@@ -92,9 +104,10 @@ fn find(method: &Method, path: &str) -> Lookup {
     }
 }
 
-/// Answers one request. Never fails: every error is a problem response.
-pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
+/// Answers one request from `peer`. Never fails: every error is a problem response.
+pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response {
     let started = Instant::now();
+    let client = state.trusted_proxies.client(peer, req.headers());
     let request_id = request_id::from_headers(req.headers());
     let origin = state.cors.allowed_origin(req.headers());
     let method = req.method().clone();
@@ -112,7 +125,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
         route = label
     );
     let answer = async {
-        let respond = respond(state, found, &method, origin.is_some(), req);
+        let respond = respond(state, found, &method, origin.is_some(), &client, req);
         let mut response = match tokio::time::timeout(state.request_timeout, respond).await {
             Ok(response) => response,
             // The body may be half read: the connection cannot be reused.
@@ -141,6 +154,7 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response {
             status,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or_default(),
+            client = %client.addr,
             "request"
         );
         // hyper sends no body for HEAD but keeps the headers, Content-Length included.
@@ -155,6 +169,7 @@ async fn respond(
     found: Lookup,
     method: &Method,
     cors_origin: bool,
+    client: &Client,
     req: Request<Incoming>,
 ) -> Response {
     let req = match body::read_body(req).await {
@@ -173,10 +188,17 @@ async fn respond(
             r
         }
         Lookup::Methods { allow, .. } => Problem::method_not_allowed(allow).into_response(),
-        Lookup::Route(route) => match (route.handler)(state, req).await {
-            Ok(response) => response,
-            Err(problem) => problem.into_response(),
-        },
+        Lookup::Route(route) => {
+            if route.limit == Limit::PerClient {
+                if let Err(limited) = state.client_limits.admit(client).await {
+                    return Problem::from(limited).into_response();
+                }
+            }
+            match (route.handler)(state, req).await {
+                Ok(response) => response,
+                Err(problem) => problem.into_response(),
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::mail::{LinkTemplate, LogMailer, Mailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::repo::{self, OpenError, RefreshTokens};
 use crate::service::{
-    AccessTokens, Accounts, Health, Letters, Mailroom, Passwords, Sessions, Shared,
+    AccessTokens, Accounts, ClientLimits, Health, Letters, Mailroom, Passwords, Sessions, Shared,
 };
 
 /// Queued RSA signatures past which refreshes are shed (in practice never: far above
@@ -137,6 +137,12 @@ impl App {
                 Arc::clone(&shared.hasher),
                 Arc::clone(&clock),
             ),
+            client_limits: ClientLimits::new(
+                repos.rate_limits.clone(),
+                limits.per_client,
+                Arc::clone(&shared.metrics),
+            ),
+            trusted_proxies: config.http.trusted_proxies.clone(),
             jwks,
             cors: Cors::new(config.http.cors_origins.clone()),
             metrics,

@@ -47,9 +47,9 @@ impl App {
                 },
                 () = &mut shutdown => break,
             };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Typically out of file descriptors: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -63,7 +63,7 @@ impl App {
             let state = Arc::clone(&state);
             let service = service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, std::convert::Infallible>(router::handle(&state, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(router::handle(&state, req, peer).await) }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

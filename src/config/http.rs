@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use super::source::Reader;
+use crate::http::client::TrustedProxies;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -14,6 +15,8 @@ pub struct HttpConfig {
     pub public_url: Option<String>,
     /// Allowed CORS origins, lower-cased.
     pub cors_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     pub max_connections: usize,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
@@ -33,6 +36,9 @@ impl HttpConfig {
             ),
             public_url: r.parse("AUTH_PUBLIC_URL", None, |v| parse_base_url(v).map(Some)),
             cors_origins: r.list("AUTH_CORS_ORIGINS", parse_origin),
+            trusted_proxies: TrustedProxies::new(
+                r.list("AUTH_TRUSTED_PROXIES", TrustedProxies::parse),
+            ),
             max_connections: r.number("AUTH_MAX_CONNECTIONS", 4096usize, (1, 1_000_000)),
             header_read_timeout: r
                 .positive_duration("AUTH_HEADER_READ_TIMEOUT", Duration::from_secs(10)),

@@ -14,6 +14,9 @@ pub struct LimitConfig {
     pub forgot: RateLimit,
     /// Failed logins per address before `429`.
     pub login_failures: RateLimit,
+    /// Requests per client address to the routes that check a password or may send an
+    /// email; `None` when `AUTH_CLIENT_MAX=0`.
+    pub per_client: Option<RateLimit>,
 }
 
 impl LimitConfig {
@@ -26,10 +29,16 @@ impl LimitConfig {
             max: r.number("AUTH_LOGIN_MAX_FAILURES", 10u32, (1, u32::MAX)),
             window: r.positive_duration("AUTH_LOGIN_WINDOW", Duration::from_secs(15 * 60)),
         };
+        let client_max = r.number("AUTH_CLIENT_MAX", 60u32, (0, u32::MAX));
+        let client_window = r.positive_duration("AUTH_CLIENT_WINDOW", Duration::from_secs(60));
         LimitConfig {
             resend,
             forgot: resend,
             login_failures,
+            per_client: (client_max > 0).then_some(RateLimit {
+                max: client_max,
+                window: client_window,
+            }),
         }
     }
 }

@@ -2,12 +2,14 @@
 //! nothing takes a raw `String`: services and repositories only see these types, so an
 //! unvalidated email or an over-long password cannot reach them.
 
+mod client;
 mod email;
 mod password;
 mod session;
 mod tokens;
 mod user;
 
+pub use client::{Client, ClientAddr};
 pub use email::{Email, EmailError};
 pub use password::{CurrentPassword, Password, PasswordError, PasswordHash};
 pub use session::{classify, SessionId, TokenState, Verdict};

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 
+use crate::http::client::TrustedProxies;
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
-use crate::service::{AccessTokens, Accounts, Health, Passwords, Sessions};
+use crate::service::{AccessTokens, Accounts, ClientLimits, Health, Passwords, Sessions};
 
 /// The JWKS document and its `Cache-Control`, prepared once.
 pub struct JwksDocument {
@@ -21,6 +22,9 @@ pub struct State {
     pub passwords: Arc<Passwords>,
     pub access_tokens: AccessTokens,
     pub health: Health,
+    pub client_limits: ClientLimits,
+    /// Who a request's client is, behind the proxies trusted to say.
+    pub trusted_proxies: TrustedProxies,
     pub jwks: JwksDocument,
     pub cors: Cors,
     pub metrics: Arc<Metrics>,

@@ -1,10 +1,11 @@
 //! HTTP plumbing every handler shares, with no knowledge of routes or services' state:
 //! request bodies ([`body`]), problem responses ([`problem`], the one place errors become
 //! responses), CORS ([`cors`]), request ids ([`request_id`]), bearer credentials
-//! ([`bearer`]).
+//! ([`bearer`]), who the client is ([`client`]).
 
 pub mod bearer;
 pub mod body;
+pub mod client;
 pub mod cors;
 pub mod problem;
 pub mod request_id;

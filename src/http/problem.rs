@@ -13,7 +13,9 @@ use serde::Serialize;
 
 use super::Response;
 use crate::domain::{EmailError, PasswordError as PasswordFormatError};
-use crate::service::{AccountError, InvalidAccessToken, PasswordError, ServerError, SessionError};
+use crate::service::{
+    AccountError, ClientLimitError, InvalidAccessToken, PasswordError, ServerError, SessionError,
+};
 
 /// Marks a response that shed load (a full CPU pool), for `authd_shed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +240,15 @@ impl From<ServerError> for Problem {
 impl From<InvalidAccessToken> for Problem {
     fn from(_: InvalidAccessToken) -> Problem {
         Problem::invalid_access_token()
+    }
+}
+
+impl From<ClientLimitError> for Problem {
+    fn from(e: ClientLimitError) -> Problem {
+        match e {
+            ClientLimitError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            ClientLimitError::Server(e) => e.into(),
+        }
     }
 }
 

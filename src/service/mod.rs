@@ -6,6 +6,7 @@
 //! | [`Sessions`] | logging in, refreshing (rotation with reuse detection), logging out |
 //! | [`Passwords`] | forgotten passwords (reset links, and the stamp that makes older ones stale) and password changes |
 //! | [`AccessTokens`] | checking the bearer access tokens authd issued |
+//! | [`ClientLimits`] | the per-client limit of the password and email routes |
 //! | [`Health`] | readiness and the gauges of `/metrics` |
 //! | [`Letters`] | which service writes which queued email |
 //!
@@ -16,6 +17,7 @@
 
 mod accounts;
 mod bearer;
+mod client_limits;
 mod health;
 mod letters;
 mod login_limits;
@@ -27,6 +29,7 @@ mod shared;
 
 pub use accounts::{AccountError, Accounts};
 pub use bearer::{AccessTokens, InvalidAccessToken};
+pub use client_limits::{ClientLimitError, ClientLimits};
 pub use health::{Health, Readiness};
 pub use letters::Letters;
 pub use login_limits::LoginLimits;

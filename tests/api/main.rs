@@ -5,6 +5,7 @@
 #[macro_use]
 mod support;
 
+mod clients;
 mod contract;
 mod email;
 mod faults;

@@ -176,6 +176,7 @@ pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> 
         .expect("app builds");
     let client = Client {
         addr: app.local_addr(),
+        source: None,
     };
     let (tx, rx) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run(async {
@@ -196,7 +197,7 @@ impl TestApp {
     /// A client for an authd this test did not start in-process (a child process).
     pub fn external(addr: std::net::SocketAddr) -> TestApp {
         TestApp {
-            client: Client { addr },
+            client: Client { addr, source: None },
             mailer: Arc::new(CapturingMailer::default()),
             clock: Arc::new(ManualClock::new()),
             on_redis: false,

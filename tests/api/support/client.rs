@@ -12,6 +12,27 @@ use serde_json::{json, Value};
 #[derive(Clone, Copy)]
 pub struct Client {
     pub addr: SocketAddr,
+    /// The loopback address this client connects from (127.0.0.2, 127.0.0.3 … play other
+    /// clients); `None`: whatever the system picks.
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// A TCP connection to `addr`, from `source` when given.
+pub async fn connect(addr: SocketAddr, source: Option<std::net::IpAddr>) -> tokio::net::TcpStream {
+    match source {
+        None => tokio::net::TcpStream::connect(addr).await.expect("connect"),
+        Some(ip) => {
+            let socket = match ip {
+                std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .expect("socket");
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .expect("bind the source address");
+            socket.connect(addr).await.expect("connect")
+        }
+    }
 }
 
 pub struct TestResponse {
@@ -83,11 +104,17 @@ impl Connection {
 }
 
 impl Client {
+    /// The same server, from another loopback address.
+    pub fn as_client_at(&self, source: &str) -> Client {
+        Client {
+            addr: self.addr,
+            source: Some(source.parse().expect("an IP address")),
+        }
+    }
+
     /// Opens a keep-alive connection.
     pub async fn connection(&self) -> Connection {
-        let stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
+        let stream = connect(self.addr, self.source).await;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -106,9 +133,7 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> TestResponse {
-        let stream = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .expect("connect");
+        let stream = connect(self.addr, self.source).await;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
