@@ -1,27 +1,48 @@
-//! A small, bounded pool of OS threads for CPU-heavy work (bcrypt, RSA signing).
+//! Small, bounded pools of OS threads for CPU-heavy work (bcrypt, RSA signing).
 //!
 //! Why not `spawn_blocking`: tokio's blocking pool grows to hundreds of threads and queues
 //! without limit, so a login flood would both thrash the cores and build an unbounded
-//! backlog. Here the thread count is fixed and the queue has a bound; past it, work is
-//! refused at once ([`PoolError::Overloaded`]) and the caller sheds the request with a 503.
+//! backlog. Here the thread count is fixed and the queue has a bound.
+//!
+//! The queue is fair between callers: each job comes in a [`Lane`] (a client, for bcrypt),
+//! threads take jobs from the lanes in turn, and when the queue is full the newest job of
+//! the longest lane is shed ([`PoolError::Overloaded`]) to admit a job of a shorter one. So
+//! one flooding client waits behind itself, not in front of everybody else. Jobs whose
+//! caller has gone away (a disconnected client, a timed-out request) are skipped, not run.
+//! A [`Reservation`] sets a place aside before work that must not be followed by a refusal
+//! (a committed token rotation must be answered with its successor).
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::oneshot;
 
-type Job = Box<dyn FnOnce() + Send + 'static>;
+/// What a queued job is told when a thread gets to it, or when it is shed.
+enum Turn {
+    Run,
+    Shed,
+}
+
+type Job = Box<dyn FnOnce(Turn) + Send + 'static>;
+
+/// Whose job it is, for fairness. Jobs of one lane run in order; lanes take turns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Lane(pub u64);
 
 /// How the pool's threads compete for the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
     Normal,
-    /// Linux's `SCHED_IDLE`: the threads run only when nothing else wants the CPU. For
-    /// bcrypt, so a login flood cannot slow down refreshes, the JWKS, or the database and
-    /// Redis servers on the same machine.
+    /// A bounded share: `nice` 10, so that under contention these threads get about a
+    /// tenth of what normal ones get, and all of an otherwise idle CPU. For bcrypt: a login
+    /// flood barely slows refreshes, the JWKS or the database on the same machine, and a
+    /// flood of those does not stop logins (as `SCHED_IDLE` did).
     Low,
 }
+
+/// The niceness of [`Priority::Low`] threads.
+pub const LOW_NICENESS: i32 = 10;
 
 /// Why pooled work produced no result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,10 +55,87 @@ pub enum PoolError {
     Panicked,
 }
 
+struct Queued {
+    job: Job,
+    /// Placed through a reservation: never shed.
+    reserved: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    lanes: HashMap<Lane, VecDeque<Queued>>,
+    /// Lanes with jobs, in the order they get their next turn.
+    turns: VecDeque<Lane>,
+    queued: usize,
+    /// Places set aside by reservations not yet used.
+    reserved: usize,
+    closed: bool,
+}
+
+impl Queue {
+    fn push(&mut self, lane: Lane, queued: Queued) {
+        let jobs = self.lanes.entry(lane).or_default();
+        if jobs.is_empty() {
+            self.turns.push_back(lane);
+        }
+        jobs.push_back(queued);
+        self.queued += 1;
+    }
+
+    /// The next job: the first of the lane whose turn it is.
+    fn pop(&mut self) -> Option<Job> {
+        let lane = self.turns.pop_front()?;
+        let jobs = self.lanes.get_mut(&lane)?;
+        let next = jobs.pop_front()?;
+        if jobs.is_empty() {
+            self.lanes.remove(&lane);
+        } else {
+            self.turns.push_back(lane);
+        }
+        self.queued -= 1;
+        Some(next.job)
+    }
+
+    /// Takes the newest unreserved job of the longest lane, if that lane is longer than
+    /// `than` (the length the newcomer's lane would have).
+    fn shed_for(&mut self, than: usize) -> Option<Job> {
+        let (lane, jobs) = self
+            .lanes
+            .iter_mut()
+            .filter(|(_, jobs)| jobs.len() > than)
+            .max_by_key(|(_, jobs)| jobs.len())?;
+        let lane = *lane;
+        let at = jobs.iter().rposition(|q| !q.reserved)?;
+        let shed = jobs.remove(at)?;
+        if jobs.is_empty() {
+            self.lanes.remove(&lane);
+            self.turns.retain(|l| *l != lane);
+        }
+        self.queued -= 1;
+        Some(shed.job)
+    }
+}
+
+struct Shared {
+    /// A std Mutex and Condvar: worker threads block on them; async callers only hold the
+    /// lock for a push.
+    queue: Mutex<Queue>,
+    available: Condvar,
+    capacity: usize,
+}
+
 pub struct CpuPool {
-    sender: SyncSender<Job>,
-    /// Jobs accepted but not yet picked up by a thread.
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    /// Jobs accepted but not yet picked up by a thread (a gauge for `/metrics`).
+    waiting: Arc<AtomicUsize>,
+}
+
+/// A place in the queue set aside; [`Reservation::run`] uses it, dropping it gives it back.
+pub struct Reservation {
+    pool: Arc<Shared>,
+    waiting: Arc<AtomicUsize>,
+    lane: Lane,
+    used: bool,
 }
 
 impl CpuPool {
@@ -48,144 +146,186 @@ impl CpuPool {
 
     /// Like [`CpuPool::new`], with the threads' scheduling priority set.
     pub fn with_priority(name: &str, threads: usize, queue: usize, priority: Priority) -> CpuPool {
-        let (sender, receiver) = mpsc::sync_channel::<Job>(queue);
-        // A std Mutex: only worker threads lock it, and only to take the next job.
-        let receiver = Arc::new(Mutex::new(receiver));
-        let queued = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            available: Condvar::new(),
+            capacity: queue.max(1),
+        });
+        let waiting = Arc::new(AtomicUsize::new(0));
         for i in 0..threads.max(1) {
-            let receiver = Arc::clone(&receiver);
-            let queued = Arc::clone(&queued);
+            let shared = Arc::clone(&shared);
+            let waiting = Arc::clone(&waiting);
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
                     if priority == Priority::Low {
                         lower_priority();
                     }
-                    loop {
-                        let job = match receiver.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        // The pool was dropped: every sender is gone, so the thread ends.
-                        let Ok(job) = job else { return };
-                        queued.fetch_sub(1, Ordering::Relaxed);
-                        job();
+                    while let Some(job) = next_job(&shared) {
+                        waiting.fetch_sub(1, Ordering::Relaxed);
+                        job(Turn::Run);
                     }
                 })
                 .expect("spawning a pool thread at start-up");
         }
-        CpuPool { sender, queued }
+        CpuPool { shared, waiting }
     }
 
-    /// Runs `work` on a pool thread and waits for its result without blocking the caller's
-    /// async worker.
-    pub async fn run<F, R>(&self, work: F) -> Result<R, PoolError>
+    /// Runs `work` on a pool thread, in `lane`, and waits for its result without blocking
+    /// the caller's async worker. Refused (or shed later) when the queue is full.
+    pub async fn run<F, R>(&self, lane: Lane, work: F) -> Result<R, PoolError>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-            // The caller may have gone away (client disconnected): nothing to do then.
-            let _ = tx.send(result);
-        });
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        match self.sender.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                return Err(PoolError::Overloaded);
+        let (job, result) = job(work);
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.queued + queue.reserved >= self.shared.capacity {
+                let length = queue.lanes.get(&lane).map_or(0, VecDeque::len);
+                match queue.shed_for(length + 1) {
+                    Some(shed) => {
+                        self.waiting.fetch_sub(1, Ordering::Relaxed);
+                        shed(Turn::Shed);
+                    }
+                    None => return Err(PoolError::Overloaded),
+                }
             }
+            queue.push(
+                lane,
+                Queued {
+                    job,
+                    reserved: false,
+                },
+            );
+            self.waiting.fetch_add(1, Ordering::Relaxed);
         }
-        match rx.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) | Err(_) => Err(PoolError::Panicked),
-        }
+        self.shared.available.notify_one();
+        result.await
     }
 
-    /// How many jobs are waiting for a thread (a gauge for `/metrics`).
+    /// Sets a place aside, so that work run with it later is never refused nor shed.
+    pub fn reserve(&self, lane: Lane) -> Result<Reservation, PoolError> {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.queued + queue.reserved >= self.shared.capacity {
+            return Err(PoolError::Overloaded);
+        }
+        queue.reserved += 1;
+        Ok(Reservation {
+            pool: Arc::clone(&self.shared),
+            waiting: Arc::clone(&self.waiting),
+            lane,
+            used: false,
+        })
+    }
+
+    /// How many jobs are waiting for a thread.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed)
     }
 }
 
-/// Gives the calling thread the lowest normal scheduling priority. Failing to is not
-/// fatal: the pool still works, only without the isolation.
+impl Reservation {
+    /// Runs `work` in the place set aside. Fails only if the work panics.
+    pub async fn run<F, R>(mut self, work: F) -> Result<R, PoolError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (job, result) = job(work);
+        {
+            let mut queue = self.pool.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.reserved -= 1;
+            queue.push(
+                self.lane,
+                Queued {
+                    job,
+                    reserved: true,
+                },
+            );
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        self.used = true;
+        self.pool.available.notify_one();
+        result.await
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut queue = self.pool.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.reserved -= 1;
+        }
+    }
+}
+
+impl Drop for CpuPool {
+    fn drop(&mut self) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.closed = true;
+        drop(queue);
+        self.shared.available.notify_all();
+    }
+}
+
+/// Waits for the next job; `None` once the pool is dropped and its queue is empty.
+fn next_job(shared: &Shared) -> Option<Job> {
+    let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = queue.pop() {
+            return Some(job);
+        }
+        if queue.closed {
+            return None;
+        }
+        queue = shared
+            .available
+            .wait(queue)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// `work` as a job, and the future of its result. A job whose caller is gone by the time
+/// a thread gets to it is skipped.
+fn job<F, R>(work: F) -> (Job, impl std::future::Future<Output = Result<R, PoolError>>)
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel::<Result<R, PoolError>>();
+    let job: Job = Box::new(move |turn| match turn {
+        Turn::Shed => {
+            let _ = tx.send(Err(PoolError::Overloaded));
+        }
+        Turn::Run if tx.is_closed() => {}
+        Turn::Run => {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let _ = tx.send(result.map_err(|_| PoolError::Panicked));
+        }
+    });
+    let result = async move { rx.await.unwrap_or(Err(PoolError::Panicked)) };
+    (job, result)
+}
+
+/// Gives the calling thread [`Priority::Low`]. Failing to is not fatal: the pool still
+/// works, only without the isolation.
 fn lower_priority() {
     use thread_priority::unix::{
         set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
         ThreadSchedulePolicy,
     };
-    use thread_priority::ThreadPriority;
-    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, policy)
-    {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    // thread-priority maps 0..=99 onto niceness 19..=-20; 22 is niceness 10.
+    let Ok(value) = ThreadPriorityValue::try_from(22u8) else {
+        return;
+    };
+    let policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+    let priority = ThreadPriority::Crossplatform(value);
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), priority, policy) {
         tracing::warn!(error = ?e, "cannot lower the priority of a CPU pool thread");
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Barrier;
-
-    #[tokio::test]
-    async fn runs_work_and_returns_its_result() {
-        let pool = CpuPool::new("t", 2, 4);
-        assert_eq!(pool.run(|| 6 * 7).await, Ok(42));
-    }
-
-    #[tokio::test]
-    async fn refuses_work_past_the_queue_bound() {
-        let pool = Arc::new(CpuPool::new("t", 1, 1));
-        // Hold the only thread until the test releases it.
-        let gate = Arc::new(Barrier::new(2));
-        let g = Arc::clone(&gate);
-        let p = Arc::clone(&pool);
-        let busy = tokio::spawn(async move { p.run(move || g.wait()).await });
-        // Wait until the thread has taken the first job.
-        while pool.queued() != 0 || busy.is_finished() {
-            tokio::task::yield_now().await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let p = Arc::clone(&pool);
-        let waiting = tokio::spawn(async move { p.run(|| 1).await });
-        while pool.queued() != 1 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(pool.run(|| 2).await, Err(PoolError::Overloaded));
-        gate.wait();
-        assert!(busy.await.unwrap().is_ok());
-        assert_eq!(waiting.await.unwrap(), Ok(1));
-    }
-
-    /// The scheduling policy of the calling thread (field 41 of /proc/thread-self/stat).
-    fn policy_of_this_thread() -> u32 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        after.split(' ').nth(38).unwrap().parse().unwrap()
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn low_priority_pools_run_at_idle_scheduling_priority() {
-        const SCHED_OTHER: u32 = 0;
-        const SCHED_IDLE: u32 = 5;
-        let low = CpuPool::with_priority("t", 1, 4, Priority::Low);
-        assert_eq!(low.run(policy_of_this_thread).await, Ok(SCHED_IDLE));
-        let normal = CpuPool::new("t", 1, 4);
-        assert_eq!(normal.run(policy_of_this_thread).await, Ok(SCHED_OTHER));
-    }
-
-    #[tokio::test]
-    async fn a_panicking_job_is_reported_and_the_thread_survives() {
-        let pool = CpuPool::new("t", 1, 4);
-        assert_eq!(
-            pool.run(|| panic!("boom")).await,
-            Err::<(), _>(PoolError::Panicked)
-        );
-        assert_eq!(pool.run(|| 5).await, Ok(5));
-    }
-}
+mod tests;

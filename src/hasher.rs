@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::cpu_pool::{CpuPool, PoolError};
-use crate::domain::{Password, PasswordHash};
+use crate::cpu_pool::{CpuPool, Lane, PoolError};
+use crate::domain::{ClientAddr, Password, PasswordHash};
 
 /// bcrypt operations done so far: what a login costs, counted rather than timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,12 +40,17 @@ impl Hasher {
         })
     }
 
-    pub async fn hash(&self, password: Password) -> Result<PasswordHash, PoolError> {
+    /// Hashes `password` for `client`: clients take turns on the bcrypt threads.
+    pub async fn hash(
+        &self,
+        client: ClientAddr,
+        password: Password,
+    ) -> Result<PasswordHash, PoolError> {
         let cost = self.cost;
         self.hashes.fetch_add(1, Ordering::Relaxed);
         let hashed = self
             .pool
-            .run(move || bcrypt::hash(password.expose(), cost))
+            .run(lane(client), move || bcrypt::hash(password.expose(), cost))
             .await?;
         // bcrypt::hash fails only for a cost outside 4..=31, which config rules out.
         hashed
@@ -57,6 +62,7 @@ impl Hasher {
     /// account, so both paths cost one bcrypt verification.
     pub async fn verify(
         &self,
+        client: ClientAddr,
         password: Password,
         stored: Option<&PasswordHash>,
     ) -> Result<bool, PoolError> {
@@ -67,7 +73,9 @@ impl Hasher {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let matched = self
             .pool
-            .run(move || bcrypt::verify(password.expose(), hash.as_str()).unwrap_or(false))
+            .run(lane(client), move || {
+                bcrypt::verify(password.expose(), hash.as_str()).unwrap_or(false)
+            })
             .await?;
         Ok(real && matched)
     }
@@ -86,28 +94,41 @@ impl Hasher {
     }
 }
 
+/// The lane of a client's bcrypt jobs.
+fn lane(client: ClientAddr) -> Lane {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    Lane(BuildHasherDefault::<DefaultHasher>::default().hash_one(client))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn someone() -> ClientAddr {
+        ClientAddr::of("127.0.0.1".parse().unwrap())
+    }
 
     #[tokio::test]
     async fn hashes_verify_and_unknown_accounts_never_match() {
         let hasher = Hasher::new(Arc::new(CpuPool::new("b", 1, 8)), 4).unwrap();
         let hash = hasher
-            .hash(Password::new("correct horse".into()).unwrap())
+            .hash(someone(), Password::new("correct horse".into()).unwrap())
             .await
             .unwrap();
         assert!(hash.as_str().starts_with("$2"));
         let check = |p: &str| Password::new(p.to_string()).unwrap();
         assert!(hasher
-            .verify(check("correct horse"), Some(&hash))
+            .verify(someone(), check("correct horse"), Some(&hash))
             .await
             .unwrap());
         assert!(!hasher
-            .verify(check("wrong horse"), Some(&hash))
+            .verify(someone(), check("wrong horse"), Some(&hash))
             .await
             .unwrap());
-        assert!(!hasher.verify(check("correct horse"), None).await.unwrap());
+        assert!(!hasher
+            .verify(someone(), check("correct horse"), None)
+            .await
+            .unwrap());
         assert_eq!(
             hasher.work(),
             Work {
@@ -122,12 +143,12 @@ mod tests {
         let hasher = Hasher::new(Arc::new(CpuPool::new("b", 1, 8)), 4).unwrap();
         let long = "a".repeat(71);
         let hash = hasher
-            .hash(Password::new(format!("{long}b")).unwrap())
+            .hash(someone(), Password::new(format!("{long}b")).unwrap())
             .await
             .unwrap();
         let differs_in_last_byte = Password::new(format!("{long}c")).unwrap();
         assert!(!hasher
-            .verify(differs_in_last_byte, Some(&hash))
+            .verify(someone(), differs_in_last_byte, Some(&hash))
             .await
             .unwrap());
     }

@@ -172,10 +172,11 @@ async fn respond(
     client: &Client,
     req: Request<Incoming>,
 ) -> Response {
-    let req = match body::read_body(req).await {
+    let mut req = match body::read_body(req).await {
         Ok(req) => req,
         Err(problem) => return problem.into_response(),
     };
+    req.extensions_mut().insert(*client);
     match found {
         Lookup::Unknown => Problem::not_found().into_response(),
         Lookup::Methods { allow, .. } if method == Method::OPTIONS => {

@@ -25,9 +25,6 @@ use crate::service::{
     AccessTokens, Accounts, ClientLimits, Health, Letters, Mailroom, Passwords, Sessions, Shared,
 };
 
-/// Queued RSA signatures past which refreshes are shed (in practice never: far above
-/// what the connection limit lets in).
-const SIGNING_QUEUE: usize = 4096;
 /// How many times the outbox worker tries an email before giving up on it.
 const MAIL_ATTEMPTS: u32 = 10;
 /// How often the outbox worker looks for due emails when nothing wakes it.
@@ -123,8 +120,11 @@ impl App {
             passwords: Arc::clone(&passwords),
         };
         let worker = outbox_worker(&config, &shared, letters, overrides.mailer);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let signing_pool = Arc::new(CpuPool::new("rsa", cores, SIGNING_QUEUE));
+        let signing_pool = Arc::new(CpuPool::new(
+            "rsa",
+            tokens.signing_workers,
+            tokens.signing_queue,
+        ));
         let repos = &shared.repos;
         let state = Arc::new(State {
             sessions: Sessions::new(&shared, tokens, limits, signer, signing_pool),

@@ -24,10 +24,16 @@ pub struct TokenConfig {
     pub refresh_reuse_grace: Duration,
     /// `max-age` of the JWKS response.
     pub jwks_max_age: Duration,
+    /// Threads that sign access tokens.
+    pub signing_workers: usize,
+    /// Signatures that may wait for a thread; past it, logins and refreshes are refused
+    /// with 503 before any change is made.
+    pub signing_queue: usize,
 }
 
 impl TokenConfig {
     pub(super) fn read(r: &mut Reader) -> TokenConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let signing_key = r.parse("AUTH_SIGNING_KEY", None, |path| {
             SigningKey::from_pem_file(Path::new(path))
                 .map(|key| Some(Arc::new(key)))
@@ -47,6 +53,8 @@ impl TokenConfig {
             reset_ttl: r.positive_duration("AUTH_RESET_TTL", Duration::from_secs(30 * 60)),
             refresh_reuse_grace: r.duration("AUTH_REFRESH_REUSE_GRACE", Duration::ZERO),
             jwks_max_age: r.duration("AUTH_JWKS_MAX_AGE", Duration::from_secs(300)),
+            signing_workers: r.number("AUTH_SIGNING_WORKERS", cores, (1, 1024)),
+            signing_queue: r.number("AUTH_SIGNING_QUEUE", 4096usize, (1, 1_000_000)),
         }
     }
 }

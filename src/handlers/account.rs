@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::State;
 use crate::domain::{Email, Password, VerificationToken};
-use crate::http::body::{json, no_content, read_json, Request};
+use crate::http::body::{client, json, no_content, read_json, Request};
 use crate::http::{Problem, Response};
 
 #[derive(Deserialize)]
@@ -30,7 +30,10 @@ pub async fn register(state: &State, req: Request) -> Result<Response, Problem> 
     let body: Credentials = read_json(&req)?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
-    let user = state.accounts.register(email, password).await?;
+    let user = state
+        .accounts
+        .register(client(&req), email, password)
+        .await?;
     let out = Registered {
         user_id: user.id.to_string(),
         email: user.email.as_str(),

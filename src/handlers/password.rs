@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::State;
 use crate::domain::{CurrentPassword, Email, Password, ResetToken};
-use crate::http::body::{no_content, read_json, Request};
+use crate::http::body::{client, no_content, read_json, Request};
 use crate::http::{bearer, Problem, Response};
 
 #[derive(Deserialize)]
@@ -41,7 +41,7 @@ pub async fn reset(state: &State, req: Request) -> Result<Response, Problem> {
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
     let token = ResetToken::parse(&body.token)
         .map_err(|_| Problem::invalid_token(StatusCode::BAD_REQUEST))?;
-    state.passwords.reset(token, password).await?;
+    state.passwords.reset(client(&req), token, password).await?;
     Ok(no_content())
 }
 
@@ -53,6 +53,9 @@ pub async fn change(state: &State, req: Request) -> Result<Response, Problem> {
     let body: Change = read_json(&req)?;
     let new = Password::new(body.new_password).map_err(Problem::invalid_password)?;
     let current = CurrentPassword::parse(body.current_password);
-    state.passwords.change(user, current, new).await?;
+    state
+        .passwords
+        .change(client(&req), user, current, new)
+        .await?;
     Ok(no_content())
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::State;
 use crate::domain::{Email, Password, RefreshToken};
-use crate::http::body::{json, no_content, read_json, Request};
+use crate::http::body::{client, json, no_content, read_json, Request};
 use crate::http::{Problem, Response};
 use crate::service::TokenPair;
 
@@ -54,7 +54,7 @@ pub async fn login(state: &State, req: Request) -> Result<Response, Problem> {
     // The same format rule as at registration (SPEC §3: longer than 72 bytes is a 400).
     // The answer depends only on the input, so it reveals nothing about the account.
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
-    let pair = state.sessions.login(email, password).await?;
+    let pair = state.sessions.login(client(&req), email, password).await?;
     Ok(tokens(pair))
 }
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Problem;
+use crate::domain::{Client, ClientAddr};
 
 /// Every response body is a buffer: authd never streams.
 pub type Body = Full<Bytes>;
@@ -41,6 +42,14 @@ pub async fn read_body(req: hyper::Request<Incoming>) -> Result<Request, Problem
         }
         Err(_) => Err(Problem::bad_request("could not read the request body").closing()),
     }
+}
+
+/// The client of a request, set by the router on every request it passes on.
+pub fn client(req: &Request) -> ClientAddr {
+    req.extensions()
+        .get::<Client>()
+        .expect("the router sets the client of every request")
+        .addr
 }
 
 /// True for `application/json`, with or without parameters such as `charset=utf-8`.

@@ -10,7 +10,7 @@ use super::{server_error_conversions, Limiter, Mailroom, ServerError, Shared};
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::Verification;
-use crate::domain::{Email, Password, User, UserId, VerificationToken};
+use crate::domain::{ClientAddr, Email, Password, User, UserId, VerificationToken};
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
 use crate::repo::{
@@ -73,8 +73,13 @@ impl Accounts {
     }
 
     /// Creates an unverified account and queues its verification email in the same step.
-    pub async fn register(&self, email: Email, password: Password) -> Result<User, AccountError> {
-        let password_hash = self.hasher.hash(password).await?;
+    pub async fn register(
+        &self,
+        client: ClientAddr,
+        email: Email,
+        password: Password,
+    ) -> Result<User, AccountError> {
+        let password_hash = self.hasher.hash(client, password).await?;
         let id = UserId::random();
         let first = OutgoingEmail::Verification {
             user: id,

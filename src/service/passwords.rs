@@ -15,7 +15,8 @@ use tracing::Instrument as _;
 use super::{server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, ServerError, Shared};
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
-    CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken, UserId,
+    ClientAddr, CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken,
+    UserId,
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
@@ -135,7 +136,12 @@ impl Passwords {
 
     /// Spends `token` and sets `password`; the email counts as verified (the user just
     /// proved control of it) and every session ends.
-    pub async fn reset(&self, token: ResetToken, password: Password) -> Result<(), PasswordError> {
+    pub async fn reset(
+        &self,
+        client: ClientAddr,
+        token: ResetToken,
+        password: Password,
+    ) -> Result<(), PasswordError> {
         let hash = token.hash();
         // A cheap look first, so that made-up tokens cost no bcrypt work.
         if self.tokens.peek(&hash).await?.is_none() {
@@ -143,7 +149,7 @@ impl Passwords {
         }
         // Hash before spending the token: if the bcrypt pool sheds the request, the token
         // is still good.
-        let new_hash = self.hasher.hash(password).await?;
+        let new_hash = self.hasher.hash(client, password).await?;
         // Spending the token and setting the password run as their own task, so a client
         // that disconnects (or a request timeout) cannot stop between the two.
         let (tokens, users, ttl) = (self.tokens.clone(), Arc::clone(&self.users), self.reset_ttl);
@@ -175,6 +181,7 @@ impl Passwords {
     /// current one; every session ends. Wrong current passwords count as failed logins.
     pub async fn change(
         &self,
+        client: ClientAddr,
         user_id: UserId,
         current: CurrentPassword,
         new: Password,
@@ -196,14 +203,14 @@ impl Passwords {
         }
         if !self
             .hasher
-            .verify(current, Some(&user.password_hash))
+            .verify(client, current, Some(&user.password_hash))
             .await?
         {
             self.login_limits.failed(&user.email).await?;
             return Err(PasswordError::WrongPassword);
         }
         self.login_limits.succeeded(&user.email).await?;
-        let new_hash = self.hasher.hash(new).await?;
+        let new_hash = self.hasher.hash(client, new).await?;
         // Only if the password is still the one just checked: a concurrent reset wins.
         if !self
             .users

@@ -9,8 +9,10 @@ use tracing::Instrument as _;
 use super::{server_error_conversions, Bug, LoginLimits, ServerError, Shared};
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
-use crate::cpu_pool::CpuPool;
-use crate::domain::{classify, Email, Password, RefreshToken, SessionId, UserId, Verdict};
+use crate::cpu_pool::{CpuPool, Lane, Reservation};
+use crate::domain::{
+    classify, ClientAddr, Email, Password, RefreshToken, SessionId, UserId, Verdict,
+};
 use crate::hasher::Hasher;
 use crate::jwt::Signer;
 use crate::metrics::Metrics;
@@ -90,7 +92,12 @@ impl Sessions {
     /// locked-out address costs nothing, and the right password does not get through
     /// either. Unknown emails are checked against a dummy hash: same work, same answer as
     /// a wrong password.
-    pub async fn login(&self, email: Email, password: Password) -> Result<TokenPair, SessionError> {
+    pub async fn login(
+        &self,
+        client: ClientAddr,
+        email: Email,
+        password: Password,
+    ) -> Result<TokenPair, SessionError> {
         if let Err(exceeded) = self.login_limits.admit(&email).await? {
             return Err(SessionError::RateLimited {
                 retry_after: exceeded.retry_after,
@@ -99,7 +106,7 @@ impl Sessions {
         let user = self.users.by_email(&email).await?;
         let matched = self
             .hasher
-            .verify(password, user.as_ref().map(|u| &u.password_hash))
+            .verify(client, password, user.as_ref().map(|u| &u.password_hash))
             .await?;
         let user = match user {
             Some(user) if matched => user,
@@ -112,6 +119,9 @@ impl Sessions {
         if !user.email_verified {
             return Err(SessionError::EmailNotVerified);
         }
+        // The signature's place is taken before the session exists: once it does, nothing
+        // may refuse the answer.
+        let signing = self.signing_pool.reserve(Lane::default())?;
         let refresh_token = RefreshToken::generate(&self.rng);
         // Only if the password is still the one just checked: a reset or change that
         // committed during the bcrypt check wins, and this login fails like a wrong one.
@@ -128,13 +138,18 @@ impl Sessions {
             return Err(SessionError::InvalidCredentials);
         }
         tracing::info!(user_id = %user.id, "login");
-        self.pair(user.id, refresh_token).await
+        self.pair(signing, user.id, refresh_token).await
     }
 
     /// Spends `presented` for a new pair. Exactly one of many concurrent calls with the same
     /// token succeeds (the repository rotates atomically); every other outcome is
     /// [`classify`]'s to name.
+    ///
+    /// The access token's signature is reserved before the rotation (a full pool answers
+    /// `503` with the presented token still good): a committed rotation is always answered
+    /// with its successor (SPEC §6).
     pub async fn refresh(&self, presented: RefreshToken) -> Result<TokenPair, SessionError> {
+        let signing = self.signing_pool.reserve(Lane::default())?;
         let successor = RefreshToken::generate(&self.rng);
         let now = self.clock.now();
         let record = self.new_record(&successor);
@@ -145,7 +160,7 @@ impl Sessions {
         {
             Rotation::Rotated { user, .. } => {
                 self.metrics.refresh(Verdict::Current.label());
-                return self.pair(user, successor).await;
+                return self.pair(signing, user, successor).await;
             }
             Rotation::Refused(state) => state,
         };
@@ -184,16 +199,17 @@ impl Sessions {
         }
     }
 
-    /// Signs the access token for `user`, off the async workers.
+    /// Signs the access token for `user`, off the async workers, in the place `signing`
+    /// set aside.
     async fn pair(
         &self,
+        signing: Reservation,
         user: UserId,
         refresh_token: RefreshToken,
     ) -> Result<TokenPair, SessionError> {
         let signer = Arc::clone(&self.signer);
         let now = self.clock.unix_now();
-        let access = self
-            .signing_pool
+        let access = signing
             .run(move || signer.issue(user, now))
             .await?
             .map_err(Bug::from)?;
@@ -275,12 +291,13 @@ mod tests {
         let password = || Password::new("some password".into()).unwrap();
         let email = Email::parse("nobody@example.com").unwrap();
         let before = hasher.work();
-        let outcome = sessions.login(email.clone(), password()).await;
+        let client = ClientAddr::of("127.0.0.1".parse().unwrap());
+        let outcome = sessions.login(client, email.clone(), password()).await;
         assert!(matches!(outcome, Err(SessionError::InvalidCredentials)));
         assert_eq!(hasher.work().verifications, before.verifications + 1);
         assert_eq!(hasher.work().hashes, before.hashes);
         // Past the limit (1 failure), the attempt is refused before any bcrypt work.
-        let outcome = sessions.login(email, password()).await;
+        let outcome = sessions.login(client, email, password()).await;
         assert!(matches!(outcome, Err(SessionError::RateLimited { .. })));
         assert_eq!(hasher.work().verifications, before.verifications + 1);
     }

@@ -154,3 +154,56 @@ async fn a_successful_refresh_is_one_round_trip_to_postgres() {
         "{REFRESHES} refreshes took {trips} round trips"
     );
 }
+
+both!(a_full_signing_pool_never_costs_a_successor);
+/// SPEC §6: a rotation that committed is always answered with its successor. With the
+/// signing pool full, a refresh is refused *before* it rotates — the presented token still
+/// works — never after.
+async fn a_full_signing_pool_never_costs_a_successor(backend: Backend) {
+    let app = Arc::new(
+        spawn_app_with(
+            backend,
+            &[("AUTH_SIGNING_WORKERS", "1"), ("AUTH_SIGNING_QUEUE", "1")],
+        )
+        .await,
+    );
+    let mut chains = Vec::new();
+    for i in 0..12 {
+        let (_, token) = app.session(&format!("chain{i}@example.com")).await;
+        chains.push(token);
+    }
+    let shed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = chains
+        .into_iter()
+        .map(|mut token| {
+            let (app, shed) = (app.clone(), shed.clone());
+            tokio::spawn(async move {
+                let mut done = 0;
+                while done < 5 {
+                    let res = app.refresh(&token).await;
+                    match res.status {
+                        StatusCode::OK => {
+                            token = refresh_token_of(&res);
+                            done += 1;
+                        }
+                        StatusCode::SERVICE_UNAVAILABLE => {
+                            assert_eq!(res.problem_code(), "overloaded");
+                            shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        other => {
+                            panic!("a refresh chain broke with {other}: its successor was lost")
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        shed.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the signing pool never filled: the test proved nothing"
+    );
+}
