@@ -32,10 +32,45 @@ pub struct Route {
     pub path: &'static str,
     /// The `route` label of metrics and logs.
     pub label: &'static str,
+    /// Which listener serves it.
+    pub scope: Scope,
     /// Counted against the per-client limit (SPEC §8: the routes that check a password or
     /// may send an email), before the handler runs.
     pub limit: Limit,
     pub handler: Handler,
+}
+
+/// Where a route is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The public listener.
+    Public,
+    /// `AUTH_ADMIN_LISTEN` when it is set (the public listener then answers 404), else the
+    /// public listener.
+    Operator,
+    /// Both listeners.
+    Anywhere,
+}
+
+/// The listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Admin,
+}
+
+impl Scope {
+    /// Whether a route of this scope answers on `listener`; `admin` says whether authd has
+    /// an admin listener.
+    fn serves(self, listener: Listener, admin: bool) -> bool {
+        match (self, listener) {
+            (Scope::Anywhere, _) => true,
+            (Scope::Public, Listener::Public) => true,
+            (Scope::Operator, Listener::Admin) => true,
+            (Scope::Operator, Listener::Public) => !admin,
+            (Scope::Public, Listener::Admin) => false,
+        }
+    }
 }
 
 /// Which limit a route counts against before its handler runs.
@@ -56,19 +91,19 @@ macro_rules! handler {
 /// Every route authd serves.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    Route { method: Method::POST, path: "/register", label: "register", limit: Limit::PerClient, handler: handler!(account::register) },
-    Route { method: Method::GET, path: "/verify-email", label: "verify_email", limit: Limit::None, handler: handler!(account::verify_email) },
-    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", limit: Limit::PerClient, handler: handler!(account::resend_verification) },
-    Route { method: Method::POST, path: "/login", label: "login", limit: Limit::PerClient, handler: handler!(session::login) },
-    Route { method: Method::POST, path: "/refresh", label: "refresh", limit: Limit::None, handler: handler!(session::refresh) },
-    Route { method: Method::POST, path: "/logout", label: "logout", limit: Limit::None, handler: handler!(session::logout) },
-    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", limit: Limit::PerClient, handler: handler!(password::forgot) },
-    Route { method: Method::POST, path: "/password/reset", label: "password_reset", limit: Limit::PerClient, handler: handler!(password::reset) },
-    Route { method: Method::POST, path: "/password/change", label: "password_change", limit: Limit::PerClient, handler: handler!(password::change) },
-    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", limit: Limit::None, handler: handler!(keys::jwks) },
-    Route { method: Method::GET, path: "/healthz", label: "healthz", limit: Limit::None, handler: handler!(health::healthz) },
-    Route { method: Method::GET, path: "/readyz", label: "readyz", limit: Limit::None, handler: handler!(health::readyz) },
-    Route { method: Method::GET, path: "/metrics", label: "metrics", limit: Limit::None, handler: handler!(health::metrics) },
+    Route { method: Method::POST, path: "/register", label: "register", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(account::register) },
+    Route { method: Method::GET, path: "/verify-email", label: "verify_email", scope: Scope::Public, limit: Limit::None, handler: handler!(account::verify_email) },
+    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(account::resend_verification) },
+    Route { method: Method::POST, path: "/login", label: "login", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(session::login) },
+    Route { method: Method::POST, path: "/refresh", label: "refresh", scope: Scope::Public, limit: Limit::None, handler: handler!(session::refresh) },
+    Route { method: Method::POST, path: "/logout", label: "logout", scope: Scope::Public, limit: Limit::None, handler: handler!(session::logout) },
+    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::forgot) },
+    Route { method: Method::POST, path: "/password/reset", label: "password_reset", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::reset) },
+    Route { method: Method::POST, path: "/password/change", label: "password_change", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::change) },
+    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::jwks) },
+    Route { method: Method::GET, path: "/healthz", label: "healthz", scope: Scope::Anywhere, limit: Limit::None, handler: handler!(health::healthz) },
+    Route { method: Method::GET, path: "/readyz", label: "readyz", scope: Scope::Anywhere, limit: Limit::None, handler: handler!(health::readyz) },
+    Route { method: Method::GET, path: "/metrics", label: "metrics", scope: Scope::Operator, limit: Limit::None, handler: handler!(health::metrics) },
 ];
 
 /// What the table says about a request.
@@ -82,8 +117,11 @@ enum Lookup {
     Route(&'static Route),
 }
 
-fn find(method: &Method, path: &str) -> Lookup {
-    let mut rows = ROUTES.iter().filter(|r| r.path == path).peekable();
+fn find(method: &Method, path: &str, listener: Listener, admin: bool) -> Lookup {
+    let mut rows = ROUTES
+        .iter()
+        .filter(|r| r.path == path && r.scope.serves(listener, admin))
+        .peekable();
     let Some(first) = rows.peek().map(|r| r.label) else {
         return Lookup::Unknown;
     };
@@ -104,14 +142,20 @@ fn find(method: &Method, path: &str) -> Lookup {
     }
 }
 
-/// Answers one request from `peer`. Never fails: every error is a problem response.
-pub async fn handle(state: &State, req: Request<Incoming>, peer: SocketAddr) -> Response {
+/// Answers one request from `peer` on `listener`. Never fails: every error is a problem
+/// response.
+pub async fn handle(
+    state: &State,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    listener: Listener,
+) -> Response {
     let started = Instant::now();
     let client = state.trusted_proxies.client(peer, req.headers());
     let request_id = request_id::from_headers(req.headers());
     let origin = state.cors.allowed_origin(req.headers());
     let method = req.method().clone();
-    let found = find(&method, req.uri().path());
+    let found = find(&method, req.uri().path(), listener, state.admin_listener);
     let label = match &found {
         Lookup::Unknown => "unknown",
         Lookup::Methods { label, .. } => label,
@@ -209,25 +253,38 @@ mod tests {
 
     #[test]
     fn every_route_is_found_by_its_method_and_path() {
+        let public = |method: &Method, path: &str| find(method, path, Listener::Public, false);
         for route in ROUTES {
             assert!(
-                matches!(find(&route.method, route.path), Lookup::Route(r) if std::ptr::eq(r, route))
+                matches!(public(&route.method, route.path), Lookup::Route(r) if std::ptr::eq(r, route))
             );
         }
-        assert!(matches!(find(&Method::GET, "/nope"), Lookup::Unknown));
+        assert!(matches!(public(&Method::GET, "/nope"), Lookup::Unknown));
         assert!(
-            matches!(find(&Method::HEAD, "/healthz"), Lookup::Route(r) if r.label == "healthz")
+            matches!(public(&Method::HEAD, "/healthz"), Lookup::Route(r) if r.label == "healthz")
         );
-        match find(&Method::GET, "/login") {
+        match public(&Method::GET, "/login") {
             Lookup::Methods { label, allow } => {
                 assert_eq!((label, allow.as_str()), ("login", "POST, OPTIONS"));
             }
             _ => panic!("GET /login is a known path with the wrong method"),
         }
-        match find(&Method::POST, "/healthz") {
+        match public(&Method::POST, "/healthz") {
             Lookup::Methods { allow, .. } => assert_eq!(allow, "GET, HEAD, OPTIONS"),
             _ => panic!("POST /healthz is a known path with the wrong method"),
         }
+    }
+
+    #[test]
+    fn operator_routes_move_to_the_admin_listener_when_there_is_one() {
+        let get = Method::GET;
+        let on =
+            |path, listener, admin| matches!(find(&get, path, listener, admin), Lookup::Route(_));
+        assert!(on("/metrics", Listener::Public, false));
+        assert!(!on("/metrics", Listener::Public, true));
+        assert!(on("/metrics", Listener::Admin, true));
+        assert!(!on("/.well-known/jwks.json", Listener::Admin, true));
+        assert!(on("/healthz", Listener::Admin, true) && on("/healthz", Listener::Public, true));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use ring::rand::SystemRandom;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use super::connections::Connections;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{BcryptConfig, Config, HttpConfig, TokenConfig};
 use crate::cpu_pool::{CpuPool, Priority};
@@ -25,6 +26,47 @@ use crate::service::{
     AccessTokens, Accounts, ClientLimits, Health, Letters, Mailroom, Passwords, Sessions, Shared,
 };
 
+/// Connections the admin listener holds at most: a few scrapers and operators.
+const ADMIN_CONNECTIONS: usize = 64;
+/// File descriptors kept for what is not a client connection: listeners, the outbox's
+/// SMTP connections, Redis, files, the runtime — besides the PostgreSQL pools.
+const FD_RESERVE: u64 = 128;
+
+/// How many client connections authd serves: `AUTH_MAX_CONNECTIONS`, lowered to what the
+/// open-file limit leaves after authd's own connections. The soft limit is first raised to
+/// the hard one (as Go's runtime and nginx's `worker_rlimit_nofile` do): service managers
+/// often start services with a soft limit of 1024.
+fn connection_cap(config: &Config) -> usize {
+    let wanted = config.http.max_connections;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            return wanted;
+        }
+    };
+    let own = FD_RESERVE + config.storage.db_pool_size as u64 + 1 + ADMIN_CONNECTIONS as u64;
+    let room = usize::try_from(limit.saturating_sub(own))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if room < wanted {
+        tracing::warn!(
+            open_file_limit = limit,
+            reserved = own,
+            max_connections = room,
+            "AUTH_MAX_CONNECTIONS lowered to what the open-file limit allows"
+        );
+        return room;
+    }
+    tracing::info!(
+        open_file_limit = limit,
+        reserved = own,
+        max_connections = wanted,
+        "open-file limit"
+    );
+    wanted
+}
+
 /// How many times the outbox worker tries an email before giving up on it.
 const MAIL_ATTEMPTS: u32 = 10;
 /// How often the outbox worker looks for due emails when nothing wakes it.
@@ -33,8 +75,9 @@ const MAIL_POLL: Duration = Duration::from_secs(1);
 /// Why authd could not start: one line, naming the variable or resource at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("AUTH_LISTEN: cannot listen on {address}: {cause}")]
+    #[error("{variable}: cannot listen on {address}: {cause}")]
     Listen {
+        variable: &'static str,
         address: SocketAddr,
         cause: std::io::Error,
     },
@@ -60,6 +103,9 @@ pub struct Overrides {
 /// A built, bound, not yet serving authd.
 pub struct App {
     pub(super) listener: TcpListener,
+    /// The admin listener (`AUTH_ADMIN_LISTEN`) and its connections.
+    pub(super) admin: Option<(TcpListener, Arc<Connections>)>,
+    pub(super) connections: Arc<Connections>,
     pub(super) local_addr: SocketAddr,
     pub(super) public_url: String,
     pub(super) state: Arc<State>,
@@ -81,7 +127,12 @@ impl App {
     pub async fn build_with(config: Config, overrides: Overrides) -> Result<App, StartError> {
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let keys = load_keys(&config.tokens).await?;
-        let (listener, local_addr) = bind(&config.http).await?;
+        let (listener, local_addr) = bind("AUTH_LISTEN", config.http.listen).await?;
+        let admin = match config.http.admin_listen {
+            Some(address) => Some(bind("AUTH_ADMIN_LISTEN", address).await?.0),
+            None => None,
+        };
+        let max_connections = connection_cap(&config);
         let public_url = config
             .http
             .public_url
@@ -146,10 +197,23 @@ impl App {
             jwks,
             cors: Cors::new(config.http.cors_origins.clone()),
             metrics,
+            admin_listener: config.http.admin_listen.is_some(),
             request_timeout: config.http.request_timeout,
+        });
+        let connections = Arc::new(Connections::new(
+            max_connections,
+            config.http.max_connections_per_client,
+            config.http.trusted_proxies.clone(),
+        ));
+        let admin = admin.map(|listener| {
+            let proxies = config.http.trusted_proxies.clone();
+            let connections = Connections::new(ADMIN_CONNECTIONS, ADMIN_CONNECTIONS, proxies);
+            (listener, Arc::new(connections))
         });
         Ok(App {
             listener,
+            admin,
+            connections,
             local_addr,
             public_url,
             state,
@@ -165,6 +229,11 @@ impl App {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin listener bound, when `AUTH_ADMIN_LISTEN` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// The external base URL: `AUTH_PUBLIC_URL`, or `http://` + the bound address.
@@ -255,9 +324,15 @@ fn outbox_worker(
     }
 }
 
-async fn bind(config: &HttpConfig) -> Result<(TcpListener, SocketAddr), StartError> {
-    let address = config.listen;
-    let fail = |cause| StartError::Listen { address, cause };
+async fn bind(
+    variable: &'static str,
+    address: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let fail = |cause| StartError::Listen {
+        variable,
+        address,
+        cause,
+    };
     let listener = TcpListener::bind(address).await.map_err(fail)?;
     let local = listener.local_addr().map_err(fail)?;
     Ok((listener, local))

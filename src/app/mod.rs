@@ -3,6 +3,7 @@
 //! the tests and the bench all start authd this way.
 
 mod build;
+mod connections;
 mod housekeeping;
 mod serve;
 

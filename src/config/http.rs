@@ -17,7 +17,13 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// Second address, for `/metrics` (and the admin API): then not served publicly.
+    pub admin_listen: Option<SocketAddr>,
     pub max_connections: usize,
+    /// Open connections per TCP peer (trusted proxies exempt).
+    pub max_connections_per_client: usize,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_timeout: Duration,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
     /// How long one request may take, body reading included.
@@ -39,7 +45,14 @@ impl HttpConfig {
             trusted_proxies: TrustedProxies::new(
                 r.list("AUTH_TRUSTED_PROXIES", TrustedProxies::parse),
             ),
+            admin_listen: r.parse("AUTH_ADMIN_LISTEN", None, |v| parse_listen(v).map(Some)),
             max_connections: r.number("AUTH_MAX_CONNECTIONS", 4096usize, (1, 1_000_000)),
+            max_connections_per_client: r.number(
+                "AUTH_MAX_CONNECTIONS_PER_CLIENT",
+                128usize,
+                (1, 1_000_000),
+            ),
+            idle_timeout: r.positive_duration("AUTH_IDLE_TIMEOUT", Duration::from_secs(60)),
             header_read_timeout: r
                 .positive_duration("AUTH_HEADER_READ_TIMEOUT", Duration::from_secs(10)),
             request_timeout: r.positive_duration("AUTH_REQUEST_TIMEOUT", Duration::from_secs(30)),

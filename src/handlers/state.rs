@@ -28,6 +28,8 @@ pub struct State {
     pub jwks: JwksDocument,
     pub cors: Cors,
     pub metrics: Arc<Metrics>,
+    /// Operator routes are served on an admin listener, not the public one.
+    pub admin_listener: bool,
     /// Longest a request may take, body reading included; a stalled client is cut off.
     pub request_timeout: std::time::Duration,
 }

@@ -19,6 +19,9 @@ pub type Response = hyper::Response<Body>;
 /// Largest accepted request body (SPEC §1).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Largest accepted request line and headers, in all (SPEC §1: past it, 431).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// A request whose body has been read in full (at most [`MAX_BODY_BYTES`]).
 pub type Request = hyper::Request<Bytes>;
 

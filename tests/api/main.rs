@@ -6,6 +6,7 @@
 mod support;
 
 mod clients;
+mod connections;
 mod contract;
 mod email;
 mod faults;

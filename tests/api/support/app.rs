@@ -120,6 +120,8 @@ pub struct TestApp {
     pub mailer: Arc<CapturingMailer>,
     /// authd's clock: real time, which `clock.advance` jumps forward.
     pub clock: Arc<ManualClock>,
+    /// The admin listener, when `AUTH_ADMIN_LISTEN` is set.
+    pub admin: Option<Client>,
     /// Whether one-time tokens and rate limits live in Redis, which keeps its own time.
     on_redis: bool,
     shutdown: Option<oneshot::Sender<()>>,
@@ -178,6 +180,7 @@ pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> 
         addr: app.local_addr(),
         source: None,
     };
+    let admin = app.admin_addr().map(|addr| Client { addr, source: None });
     let (tx, rx) = oneshot::channel::<()>();
     let stopped = tokio::spawn(app.run(async {
         let _ = rx.await;
@@ -186,6 +189,7 @@ pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> 
         client,
         mailer,
         clock,
+        admin,
         on_redis: env.contains_key("REDIS_URL"),
         _storage: storage,
         shutdown: Some(tx),
@@ -200,6 +204,7 @@ impl TestApp {
             client: Client { addr, source: None },
             mailer: Arc::new(CapturingMailer::default()),
             clock: Arc::new(ManualClock::new()),
+            admin: None,
             on_redis: false,
             shutdown: None,
             stopped: None,

@@ -20,6 +20,6 @@ pub use app::{
 pub use authd_testkit::{
     block_on, free_port, services, Owned, RedisCluster, SmtpSink, Storage, TestDatabase, TestRedis,
 };
-pub use client::{Client, TestResponse};
+pub use client::{connect, Client, TestResponse};
 pub use pg_proxy::PgProxy;
 pub use process::AuthdProcess;

@@ -31,6 +31,24 @@ impl AuthdProcess {
     /// Starts `authd` with the test configuration, `storage` and `overrides`, and waits
     /// until it answers `/healthz`.
     pub async fn start(storage: &Storage, overrides: &[(&str, &str)]) -> AuthdProcess {
+        AuthdProcess::spawn(storage, overrides, None).await
+    }
+
+    /// Like [`AuthdProcess::start`], under a soft open-file limit of `soft` (the hard one
+    /// left as it is), as a service manager would start it.
+    pub async fn start_with_soft_nofile(
+        storage: &Storage,
+        overrides: &[(&str, &str)],
+        soft: u64,
+    ) -> AuthdProcess {
+        AuthdProcess::spawn(storage, overrides, Some(soft)).await
+    }
+
+    async fn spawn(
+        storage: &Storage,
+        overrides: &[(&str, &str)],
+        soft_nofile: Option<u64>,
+    ) -> AuthdProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -45,7 +63,16 @@ impl AuthdProcess {
         for (k, v) in overrides {
             env.insert(k.to_string(), v.to_string());
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authd"))
+        let binary = env!("CARGO_BIN_EXE_authd");
+        let mut command = match soft_nofile {
+            None => Command::new(binary),
+            Some(soft) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -S -n {soft} && exec \"$0\""), binary]);
+                sh
+            }
+        };
+        let mut child = command
             .env_clear()
             .envs(&env)
             .stdin(Stdio::null())
