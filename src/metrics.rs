@@ -92,7 +92,11 @@ impl Metrics {
     }
 
     fn event(&self, metric: &'static str, labels: &[(&'static str, &'static str)]) {
-        self.with(|m| *m.events.entry((metric, labels.to_vec())).or_default() += 1);
+        self.events(metric, labels, 1);
+    }
+
+    fn events(&self, metric: &'static str, labels: &[(&'static str, &'static str)], n: u64) {
+        self.with(|m| *m.events.entry((metric, labels.to_vec())).or_default() += n);
     }
 
     /// A refresh outcome: rotated, reuse_detected, reuse_grace, unknown, expired, revoked.
@@ -110,7 +114,11 @@ impl Metrics {
     }
 
     pub fn email(&self, result: &'static str) {
-        self.event("authd_emails_total", &[("result", result)]);
+        self.emails(result, 1);
+    }
+
+    pub fn emails(&self, result: &'static str, n: u64) {
+        self.events("authd_emails_total", &[("result", result)], n);
     }
 
     /// A failed storage call: `kind` is `pool_timeout` (no pooled connection in time),

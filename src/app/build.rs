@@ -317,6 +317,7 @@ fn outbox_worker(
             lease: config.mail.outbox_lease,
             max_attempts: MAIL_ATTEMPTS,
             poll: MAIL_POLL,
+            concurrency: config.mail.outbox_concurrency,
         },
         metrics: Arc::clone(&shared.metrics),
         clock: Arc::clone(&shared.clock),

@@ -21,6 +21,8 @@ pub struct MailConfig {
     /// How long a worker's claim on an email lasts: after a crash, the email is sent by
     /// another worker this much later.
     pub outbox_lease: Duration,
+    /// Emails one replica sends at once.
+    pub outbox_concurrency: usize,
 }
 
 impl MailConfig {
@@ -39,6 +41,7 @@ impl MailConfig {
             }),
             reset_url: r.parse("AUTH_RESET_URL", None, |v| LinkTemplate::parse(v).map(Some)),
             outbox_lease,
+            outbox_concurrency: r.number("AUTH_OUTBOX_CONCURRENCY", 16usize, (1, 1024)),
         }
     }
 }

@@ -1,15 +1,19 @@
 //! The outbox worker: claims due emails, has them written, sends them, records the outcome.
 //!
+//! Up to `concurrency` emails are sent at once, each in its own task, so one slow relay
+//! or one slow message holds only its own slot; each send is bounded well inside its lease.
 //! Delivery is at-least-once: a claim is a lease, so an email whose sender died mid-send is
 //! claimed again when the lease ends. Transient failures back off exponentially with jitter;
-//! permanent failures and emails out of attempts are marked failed and logged.
+//! permanent failures and emails out of attempts are marked failed and logged. Reset
+//! requests for addresses without an account are dropped in bulk before each claim.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
 
 use super::{Mailer, Message, SendError};
 use crate::clock::Clock;
@@ -33,6 +37,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// How often to look for due emails when nobody calls [`Notify`].
     pub poll: Duration,
+    /// Emails sent at once.
+    pub concurrency: usize,
 }
 
 pub struct Worker {
@@ -45,51 +51,94 @@ pub struct Worker {
     pub rng: SystemRandom,
 }
 
-const BATCH: usize = 16;
+/// Orphan reset requests dropped by one statement at most.
+const ORPHANS_BATCH: usize = 10_000;
+/// On shutdown, how long sends in progress may take to finish; the rest are left to their
+/// lease (and sent again by whoever claims them next).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Runs until `stop` turns true. `wake` is notified when an email is queued locally, so
     /// it leaves at once instead of at the next poll.
     pub async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+        let worker = Arc::new(self);
+        let slots = Arc::new(Semaphore::new(worker.settings.concurrency.max(1)));
+        let mut sending = JoinSet::new();
         loop {
+            while sending.try_join_next().is_some() {}
             if *stop.borrow() {
-                return;
+                break;
             }
-            let claimed = self
-                .outbox
-                .claim(BATCH, self.settings.lease, self.clock.now())
-                .await;
-            let full = match claimed {
-                Ok(items) => {
-                    let full = items.len() == BATCH;
-                    for item in items {
-                        // On shutdown, leave the rest: their claim lapses and they are sent
-                        // by whichever process claims them next (at-least-once).
-                        if *stop.borrow() {
-                            return;
+            worker.drop_orphans().await;
+            let free = slots.available_permits();
+            let mut full = false;
+            if free > 0 {
+                let now = worker.clock.now();
+                match worker.outbox.claim(free, worker.settings.lease, now).await {
+                    Ok(items) => {
+                        full = items.len() == free;
+                        for item in items {
+                            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                                break;
+                            };
+                            let worker = Arc::clone(&worker);
+                            sending.spawn(async move {
+                                worker.deliver_within_lease(item).await;
+                                drop(slot);
+                            });
                         }
-                        self.deliver(item).await;
                     }
-                    full
+                    Err(e) => tracing::warn!(error = %e, "outbox: cannot claim emails"),
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox: cannot claim emails");
-                    false
-                }
-            };
+            }
             if full {
+                // More may be due: claim again as soon as a slot is free.
+                tokio::select! {
+                    _ = sending.join_next() => {}
+                    _ = stop.changed() => {}
+                }
                 continue;
             }
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = tokio::time::sleep(worker.settings.poll) => {}
+                Some(_) = sending.join_next(), if !sending.is_empty() => {}
                 changed = stop.changed() => {
                     // The sender is gone: whoever ran us has stopped.
                     if changed.is_err() {
-                        return;
+                        break;
                     }
                 }
             }
+        }
+        let finish = async { while sending.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_GRACE, finish).await.is_err() {
+            sending.abort_all();
+        }
+    }
+
+    /// Drops reset requests for addresses without an account, counted as sent (like a
+    /// real one) so that `/metrics` does not tell whether an address has an account.
+    async fn drop_orphans(&self) {
+        match self.outbox.drop_orphans(ORPHANS_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => self.metrics.emails("sent", n),
+            Err(e) => tracing::warn!(error = %e, "outbox: cannot drop requests without an account"),
+        }
+    }
+
+    /// Delivers `item`, giving up (the lease will bring it back) if that takes most of the
+    /// lease: a claim never outlives its lease.
+    async fn deliver_within_lease(&self, item: OutboxItem) {
+        let (id, limit) = (item.id, self.settings.lease.mul_f64(0.75));
+        if tokio::time::timeout(limit, self.deliver(item))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                outbox_id = id,
+                "email took longer than its lease allows; it will be claimed again"
+            );
         }
     }
 
@@ -97,11 +146,9 @@ impl Worker {
         let message = match self.letters.write(&item.email).await {
             Ok(Some(message)) => message,
             Ok(None) => {
-                // Counted as "sent", like a real one, so that /metrics does not tell
-                // whether the address has an account.
-                self.metrics.email("sent");
+                // The account is gone: nothing to send.
                 if let Err(e) = self.outbox.mark_skipped(item.id).await {
-                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark request skipped");
+                    tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email skipped");
                 }
                 return;
             }

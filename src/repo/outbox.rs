@@ -7,22 +7,22 @@ use async_trait::async_trait;
 use super::RepoError;
 use crate::domain::{Email, UserId};
 
-/// An email waiting in the outbox. Its token, if it carries one, is minted only when it is
-/// sent, so the token's lifetime starts when the email leaves.
+/// An email waiting in the outbox for `user`. Its token is minted only when it is sent, so
+/// the token's lifetime starts when the email leaves; it goes to the address the account
+/// has then. `to` is the address as it was queued, kept for investigation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutgoingEmail {
     /// The link that verifies `user`'s address.
     Verification { user: UserId, to: Email },
-    /// A password-reset link for the account of `to` — if there is one when it is sent.
-    /// Requests are queued for any address, so that asking costs the same whether or not
-    /// the account exists.
-    PasswordReset { to: Email },
+    /// A password-reset link for `user`.
+    PasswordReset { user: UserId, to: Email },
 }
 
 impl OutgoingEmail {
-    pub fn to(&self) -> &Email {
+    pub fn user(&self) -> UserId {
         match self {
-            OutgoingEmail::Verification { to, .. } | OutgoingEmail::PasswordReset { to } => to,
+            OutgoingEmail::Verification { user, .. }
+            | OutgoingEmail::PasswordReset { user, .. } => *user,
         }
     }
 }
@@ -41,9 +41,18 @@ pub trait Outbox: Send + Sync {
     /// Queues an email, due at `now`. Durable once this returns.
     async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError>;
 
+    /// Queues a password-reset email for the account of `to`, found in the same step.
+    /// A request for an address without an account is stored too — the work, and so the
+    /// time, is the same either way — but is never claimed: [`Outbox::drop_orphans`]
+    /// removes such requests in bulk, so they never wait in front of real email.
+    async fn request_reset(&self, to: &Email, now: SystemTime) -> Result<(), RepoError>;
+
+    /// Deletes at most `limit` pending requests that name no account. Returns how many.
+    async fn drop_orphans(&self, limit: usize) -> Result<u64, RepoError>;
+
     /// Claims up to `limit` emails due at `now` for `lease`: nobody else sees them until
     /// the lease ends, and an unfinished claim (crash) becomes due again then
-    /// (at-least-once).
+    /// (at-least-once). Requests that name no account are never claimed.
     async fn claim(
         &self,
         limit: usize,
@@ -60,10 +69,11 @@ pub trait Outbox: Send + Sync {
     /// Give up on this email.
     async fn mark_failed(&self, id: u64) -> Result<(), RepoError>;
 
-    /// Nothing to send after all (a reset request for an address with no account).
+    /// Nothing to send after all (the account is gone).
     async fn mark_skipped(&self, id: u64) -> Result<(), RepoError>;
 
-    /// Emails not yet sent nor failed, and the age of the oldest at `now`.
+    /// Emails not yet sent nor failed (orphan requests included, until dropped), and the
+    /// age of the oldest at `now`.
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError>;
 
     /// Deletes at most `limit` sent emails older than `sent_before` and failed ones older

@@ -21,7 +21,7 @@ impl mail::worker::Letters for Letters {
             OutgoingEmail::Verification { user, .. } => {
                 self.accounts.verification_letter(*user).await
             }
-            OutgoingEmail::PasswordReset { to } => self.passwords.reset_letter(to).await,
+            OutgoingEmail::PasswordReset { user, .. } => self.passwords.reset_letter(*user).await,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::domain::Email;
 use crate::metrics::Metrics;
 use crate::repo::{Outbox, OutgoingEmail, RepoError};
 
@@ -34,6 +35,14 @@ impl Mailroom {
     /// Queues `email`; durable once this returns.
     pub async fn queue(&self, email: OutgoingEmail) -> Result<(), RepoError> {
         self.outbox.enqueue(email, self.clock.now()).await?;
+        self.queued();
+        Ok(())
+    }
+
+    /// Queues a password-reset email for the account of `to`, if there is one — doing the
+    /// same either way.
+    pub async fn request_reset(&self, to: &Email) -> Result<(), RepoError> {
+        self.outbox.request_reset(to, self.clock.now()).await?;
         self.queued();
         Ok(())
     }

@@ -20,7 +20,7 @@ use crate::domain::{
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
-use crate::repo::{OneTimeTokens, OutgoingEmail, RateKey, RepoError, Users};
+use crate::repo::{OneTimeTokens, RateKey, RepoError, Users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -97,24 +97,21 @@ impl Passwords {
 
     /// Queues a reset email for `email`. Always succeeds from the caller's point of view:
     /// the work done here — one counter, one queued request — is the same whether or not
-    /// the account exists; [`Passwords::reset_letter`] finds out when it is sent, and sends
-    /// nothing for an unknown address. Past the per-address limit nothing is queued,
-    /// silently.
+    /// the account exists (a request for an unknown address is stored, never sent, and
+    /// dropped in bulk). Past the per-address limit nothing is queued, silently.
     pub async fn forgot(&self, email: Email) -> Result<(), PasswordError> {
         let key = RateKey::PasswordForgot(email.clone());
         if self.forgot_limit.hit(&key).await?.is_err() {
             return Ok(());
         }
-        self.mailroom
-            .queue(OutgoingEmail::PasswordReset { to: email })
-            .await?;
+        self.mailroom.request_reset(&email).await?;
         Ok(())
     }
 
-    /// The reset email for the account of `to`, with a token stamped with its current
-    /// password; `None` when no account has this address.
-    pub async fn reset_letter(&self, to: &Email) -> Result<Option<Message>, RepoError> {
-        let Some(user) = self.users.by_email(to).await? else {
+    /// The reset email of `user`, to the address stored on the account, with a token
+    /// stamped with its current password; `None` when the account is gone.
+    pub async fn reset_letter(&self, user: UserId) -> Result<Option<Message>, RepoError> {
+        let Some(user) = self.users.by_id(user).await? else {
             return Ok(None);
         };
         let token = ResetToken::generate(&self.rng);

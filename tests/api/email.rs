@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 
 use crate::support::{free_port, SmtpSink};
 use crate::support::{path_of_link, spawn_app_on, Storage, PASSWORD};
@@ -189,4 +189,124 @@ async fn two_instances_on_one_database_send_each_email_once() {
     let mut expected: Vec<String> = (0..12).map(|i| format!("once{i}@example.com")).collect();
     expected.sort();
     assert_eq!(recipients, expected);
+}
+
+/// SPEC §8: a burst of reset requests for addresses without an account — 10,000 from 100
+/// client addresses — does not delay real email: a registration made right after has its
+/// verification email at the SMTP server within 5 s, and none of the requests is left in
+/// the outbox once the burst is over.
+#[tokio::test]
+async fn a_forgot_flood_does_not_delay_real_email() {
+    let sink = tokio::task::spawn_blocking(|| SmtpSink::start(false))
+        .await
+        .unwrap();
+    let storage = Storage::real().await;
+    let app = spawn_app_on(storage.clone(), &[("SMTP_URL", &sink.url())]).await;
+    let burst: Vec<_> = (0..100)
+        .map(|client| {
+            let from = app.as_client_at(&format!("127.0.7.{}", client + 1));
+            tokio::spawn(async move {
+                let mut conn = from.connection().await;
+                for n in 0..100 {
+                    let body = format!(r#"{{"email":"nobody-{client}-{n}@example.com"}}"#);
+                    let json = [("content-type", "application/json")];
+                    let answer = conn
+                        .request(
+                            Method::POST,
+                            "/password/forgot",
+                            &json,
+                            Some(body.into_bytes()),
+                        )
+                        .await
+                        .expect("an answer");
+                    // 202, or 429 once this client is past its limit.
+                    assert!(
+                        matches!(answer.status.as_u16(), 202 | 429),
+                        "{}",
+                        answer.status
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in burst {
+        client.await.unwrap();
+    }
+    let registered = std::time::Instant::now();
+    assert_eq!(
+        app.register("real@example.com", PASSWORD).await.status,
+        StatusCode::CREATED
+    );
+    let delivered = sink.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        delivered.len(),
+        1,
+        "the real email did not arrive within 5 s"
+    );
+    assert_eq!(delivered[0]["to"], serde_json::json!(["real@example.com"]));
+    eprintln!(
+        "registration to SMTP after the flood: {:?}",
+        registered.elapsed()
+    );
+    let db = storage.database.as_ref().unwrap().client().await;
+    let orphans = || async {
+        let row = db
+            .query_one("SELECT count(*) FROM outbox WHERE user_id IS NULL", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while orphans().await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(orphans().await, 0, "requests for unknown addresses remain");
+    assert!(
+        sink.messages().len() == 1,
+        "nothing was sent for unknown addresses"
+    );
+}
+
+/// One email at a time against a relay that takes 300 ms a message would take 30 s for
+/// 100; sent concurrently, a burst of 100 registrations is delivered within 10 s.
+#[tokio::test]
+async fn a_slow_relay_does_not_hold_a_signup_burst() {
+    let sink = Arc::new(
+        tokio::task::spawn_blocking(|| SmtpSink::slow(300))
+            .await
+            .unwrap(),
+    );
+    let storage = Storage::real().await;
+    // Room in the bcrypt queue for the whole burst: the email path is what is measured.
+    let overrides = [
+        ("SMTP_URL", sink.url()),
+        ("AUTH_BCRYPT_QUEUE", "256".into()),
+    ];
+    let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = Arc::new(spawn_app_on(storage, &overrides).await);
+    let started = std::time::Instant::now();
+    let signups: Vec<_> = (0..100)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let from = app.as_client_at(&format!("127.0.8.{}", i % 5 + 1));
+                from.register(&format!("burst{i}@example.com"), PASSWORD)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    for signup in signups {
+        assert_eq!(signup.await.unwrap(), StatusCode::CREATED);
+    }
+    let delivered = sink.wait_for(100, Duration::from_secs(10)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(
+        delivered.len(),
+        100,
+        "{} of 100 in {elapsed:?}",
+        delivered.len()
+    );
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    eprintln!("100 emails through a 300 ms relay: {elapsed:?}");
 }

@@ -26,7 +26,8 @@ pub(super) enum OutboxState {
 }
 
 pub(super) struct OutboxRow {
-    pub email: OutgoingEmail,
+    /// `None`: a reset request for an address without an account.
+    pub email: Option<OutgoingEmail>,
     pub attempts: u32,
     pub created_at: SystemTime,
     pub state: OutboxState,
@@ -45,7 +46,7 @@ pub(super) struct Tables {
 }
 
 impl Tables {
-    pub fn push_outbox(&mut self, email: OutgoingEmail, now: SystemTime) {
+    pub fn push_outbox(&mut self, email: Option<OutgoingEmail>, now: SystemTime) {
         self.next_outbox_id += 1;
         let row = OutboxRow {
             email,

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::db::OutboxState;
 use super::MemoryDb;
+use crate::domain::Email;
 use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
 
 impl MemoryDb {
@@ -20,8 +21,34 @@ impl MemoryDb {
 #[async_trait]
 impl Outbox for MemoryDb {
     async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError> {
-        self.lock()?.push_outbox(email, now);
+        self.lock()?.push_outbox(Some(email), now);
         Ok(())
+    }
+
+    async fn request_reset(&self, to: &Email, now: SystemTime) -> Result<(), RepoError> {
+        let mut tables = self.lock()?;
+        let user = tables.by_email.get(to).copied();
+        let email = user.map(|user| OutgoingEmail::PasswordReset {
+            user,
+            to: to.clone(),
+        });
+        tables.push_outbox(email, now);
+        Ok(())
+    }
+
+    async fn drop_orphans(&self, limit: usize) -> Result<u64, RepoError> {
+        let mut tables = self.lock()?;
+        let orphans: Vec<u64> = tables
+            .outbox
+            .iter()
+            .filter(|(_, r)| r.email.is_none() && matches!(r.state, OutboxState::Pending { .. }))
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect();
+        for id in &orphans {
+            tables.outbox.remove(id);
+        }
+        Ok(orphans.len() as u64)
     }
 
     async fn claim(
@@ -36,10 +63,13 @@ impl Outbox for MemoryDb {
             if claimed.len() >= limit {
                 break;
             }
+            let Some(email) = &row.email else {
+                continue;
+            };
             if matches!(row.state, OutboxState::Pending { due } if due <= now) {
                 claimed.push(OutboxItem {
                     id: *id,
-                    email: row.email.clone(),
+                    email: email.clone(),
                     attempts: row.attempts,
                 });
                 row.attempts += 1;

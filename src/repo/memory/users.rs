@@ -28,7 +28,7 @@ impl Users for MemoryDb {
         };
         tables.by_email.insert(user.email.clone(), user.id);
         tables.users.insert(user.id, user.clone());
-        tables.push_outbox(email, now);
+        tables.push_outbox(Some(email), now);
         Ok(user)
     }
 

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_housekeeping_indexes.sql",
         include_str!("../../../sql/0005_housekeeping_indexes.sql"),
     ),
+    (
+        6,
+        "0006_outbox_orphans.sql",
+        include_str!("../../../sql/0006_outbox_orphans.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming authd's migration lock.

@@ -12,12 +12,25 @@ use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
 const ENQUEUE: &str = "
     INSERT INTO outbox (kind, user_id, recipient, created_at, due_at) VALUES ($1, $2, $3, $4, $4)";
 
+/// The account is looked up in the same statement: one row is written whether or not
+/// there is one (same work, same time); without one, `user_id` is NULL.
+const REQUEST_RESET: &str = "
+    INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
+    VALUES ('password_reset', (SELECT id FROM users WHERE lower(email) = lower($1)), $1, $2, $2)";
+
+/// Requests that name no account, by `outbox_orphans_idx`.
+const DROP_ORPHANS: &str = "
+    DELETE FROM outbox WHERE id IN (
+        SELECT id FROM outbox WHERE state = 'pending' AND user_id IS NULL LIMIT $1
+    )";
+
 /// SKIP LOCKED: concurrent workers (other replicas) each take different rows. The claim
-/// pushes `due_at` to the end of the lease.
+/// pushes `due_at` to the end of the lease. Only rows for an account (`outbox_due_idx`):
+/// requests for addresses without one never stand in front of real email.
 const CLAIM: &str = "
     UPDATE outbox SET attempts = attempts + 1, due_at = $2
     WHERE id IN (
-        SELECT id FROM outbox WHERE state = 'pending' AND due_at <= $1
+        SELECT id FROM outbox WHERE state = 'pending' AND user_id IS NOT NULL AND due_at <= $1
         ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
     )
     RETURNING id, kind, user_id, recipient, attempts - 1";
@@ -41,25 +54,26 @@ const PURGE_FAILED: &str = "
 
 const BACKLOG: &str = "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'";
 
-/// The outbox row of an email: kind, user (when known), recipient.
-pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Option<Uuid>, &str) {
+/// The outbox row of an email: kind, user, recipient as queued.
+pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Uuid, &str) {
     match email {
-        OutgoingEmail::Verification { user, to } => {
-            ("verification", Some(user.as_uuid()), to.as_str())
+        OutgoingEmail::Verification { user, to } => ("verification", user.as_uuid(), to.as_str()),
+        OutgoingEmail::PasswordReset { user, to } => {
+            ("password_reset", user.as_uuid(), to.as_str())
         }
-        OutgoingEmail::PasswordReset { to } => ("password_reset", None, to.as_str()),
     }
 }
 
 fn item_from_row(row: &tokio_postgres::Row) -> Result<OutboxItem, RepoError> {
     let to = Email::parse(row.get(3))
         .map_err(|_| RepoError::Corrupt("an outbox recipient is invalid"))?;
-    let email = match (row.get::<_, &str>(1), row.get::<_, Option<Uuid>>(2)) {
-        ("verification", Some(user)) => OutgoingEmail::Verification {
-            user: UserId::from_uuid(user),
-            to,
-        },
-        ("password_reset", _) => OutgoingEmail::PasswordReset { to },
+    let user = row
+        .get::<_, Option<Uuid>>(2)
+        .map(UserId::from_uuid)
+        .ok_or(RepoError::Corrupt("a claimed outbox row names no account"))?;
+    let email = match row.get::<_, &str>(1) {
+        "verification" => OutgoingEmail::Verification { user, to },
+        "password_reset" => OutgoingEmail::PasswordReset { user, to },
         _ => return Err(RepoError::Corrupt("an outbox row has an unknown kind")),
     };
     let id: i64 = row.get(0);
@@ -99,6 +113,24 @@ impl Outbox for PgStore {
             let (kind, user, to) = outbox_columns(&email);
             client.execute(&stmt, &[&kind, &user, &to, &now]).await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn request_reset(&self, to: &Email, now: SystemTime) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(REQUEST_RESET).await?;
+            client.execute(&stmt, &[&to.as_str(), &now]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_orphans(&self, limit: usize) -> Result<u64, RepoError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(DROP_ORPHANS).await?;
+            Ok(client.execute(&stmt, &[&limit]).await?)
         })
         .await
     }

@@ -48,6 +48,8 @@ pub struct SmtpSink {
     pub port: u16,
     dir: PathBuf,
     reject: bool,
+    /// Milliseconds each message takes to accept (a slow relay).
+    delay_ms: u64,
     child: Mutex<Option<std::process::Child>>,
 }
 
@@ -55,6 +57,14 @@ impl SmtpSink {
     /// A sink on a free port; `reject` refuses every recipient with 550.
     pub fn start(reject: bool) -> SmtpSink {
         let sink = SmtpSink::on(free_port(), reject);
+        sink.resume();
+        sink
+    }
+
+    /// A sink that takes `delay_ms` to accept each message, as a relay far away does.
+    pub fn slow(delay_ms: u64) -> SmtpSink {
+        let mut sink = SmtpSink::on(free_port(), false);
+        sink.delay_ms = delay_ms;
         sink.resume();
         sink
     }
@@ -68,6 +78,7 @@ impl SmtpSink {
             port,
             dir: temp_dir("smtp"),
             reject,
+            delay_ms: 0,
             child: Mutex::new(None),
         }
     }
@@ -84,6 +95,9 @@ impl SmtpSink {
             .stdout(Stdio::null());
         if self.reject {
             cmd.arg("--reject-rcpt");
+        }
+        if self.delay_ms > 0 {
+            cmd.args(["--delay-ms", &self.delay_ms.to_string()]);
         }
         *self.child.lock().unwrap() = Some(cmd.spawn().expect("start the SMTP sink"));
         let deadline = Instant::now() + Duration::from_secs(20);
