@@ -2,7 +2,7 @@
 //! request when the previous answer is in, recording latency and status.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,12 +17,41 @@ use serde::Serialize;
 /// One HTTP/1.1 connection.
 pub struct Conn {
     addr: SocketAddr,
+    /// The loopback address to connect from (127.0.0.x plays another client).
+    source: Option<IpAddr>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Conn {
     pub fn new(addr: SocketAddr) -> Conn {
-        Conn { addr, sender: None }
+        Conn {
+            addr,
+            source: None,
+            sender: None,
+        }
+    }
+
+    /// A connection from another loopback address: another client to authd.
+    pub fn from_source(addr: SocketAddr, source: IpAddr) -> Conn {
+        Conn {
+            addr,
+            source: Some(source),
+            sender: None,
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<tokio::net::TcpStream> {
+        match self.source {
+            None => tokio::net::TcpStream::connect(self.addr).await,
+            Some(ip) => {
+                let socket = match ip {
+                    IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(self.addr).await
+            }
+        }
     }
 
     /// Sends a request, reconnecting if the connection was closed. Returns status and body.
@@ -33,9 +62,7 @@ impl Conn {
         body: Option<String>,
     ) -> Result<(u16, Bytes), String> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| e.to_string())?;
+            let stream = self.connect().await.map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await

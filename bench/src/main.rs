@@ -2,6 +2,7 @@
 //! ratio to a ceiling measured in the same run on the same machine (bcrypt verifications/s,
 //! RS256 signatures/s, the generator against a trivial server). See bench/README.md.
 
+mod attacks;
 mod ceilings;
 mod load;
 mod report;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authd_testkit::Storage;
-use report::{print_table, ratio_row, row, Report};
+use report::{print_table, ratio_row, row, Report, Row};
 use scenarios::{chains, get, login_step, probe, refresh_step, run_load};
 use target::Authd;
 
@@ -23,11 +24,15 @@ const USAGE: &str = "usage: authd-bench [options]
   --connections N      concurrent connections (default 32)
   --users N            seeded users (default 64)
   --cost N             bcrypt cost of the seeded users and of authd (default 12)
-  --scenarios LIST     comma-separated: jwks,login,refresh,isolation (default all)
+  --scenarios LIST     comma-separated: jwks,login,refresh,isolation,slot-hold,forgot-flood,
+                       login-flood,refresh-flood (default all)
   --json               print the results as JSON on stdout
   --smoke              a few seconds in all: proves the bench runs, measures nothing
   --authd PATH         use this authd binary instead of building target/release/authd
   --env KEY=VALUE      extra environment for authd (repeatable), e.g. AUTH_DB_POOL_SIZE=8";
+
+/// The scenarios that run an authd of their own.
+const ATTACKS: [&str; 4] = ["slot-hold", "forgot-flood", "login-flood", "refresh-flood"];
 
 #[derive(Clone)]
 pub struct Options {
@@ -50,9 +55,18 @@ fn parse_args() -> Result<Options, String> {
         connections: 32,
         users: 64,
         cost: 12,
-        scenarios: ["jwks", "login", "refresh", "isolation"]
-            .map(String::from)
-            .to_vec(),
+        scenarios: [
+            "jwks",
+            "login",
+            "refresh",
+            "isolation",
+            "slot-hold",
+            "forgot-flood",
+            "login-flood",
+            "refresh-flood",
+        ]
+        .map(String::from)
+        .to_vec(),
         json: false,
         smoke: false,
         authd: None,
@@ -127,93 +141,29 @@ async fn run(o: Options) -> Result<Report, String> {
     } else {
         target::real_storage().await
     };
+    let (attack_names, core): (Vec<&String>, Vec<&String>) = o
+        .scenarios
+        .iter()
+        .partition(|s| ATTACKS.contains(&s.as_str()));
     let result = async {
-        let authd = Authd::start(&binary, &storage, o.cost, &o.env).await?;
-        eprintln!(
-            "seeding {} verified users at bcrypt cost {}…",
-            o.users, o.cost
-        );
-        let users = Arc::new(authd.seed(o.users).await?);
-        let addr = authd.addr;
         let mut rows = Vec::new();
-        for scenario in &o.scenarios {
+        if !core.is_empty() {
+            rows.extend(core_scenarios(&o, &binary, &storage, &ceilings, &core).await?);
+        }
+        // Each attack runs its own authd, alone on the storage (an email claimed by another
+        // process would not show its link to this one).
+        for scenario in attack_names {
             eprintln!(
                 "scenario {scenario}: {} connections, {:?}",
                 o.connections, o.duration
             );
-            match scenario.as_str() {
-                "jwks" => {
-                    let stats = run_load(
-                        "jwks",
-                        &o,
-                        addr,
-                        vec![(); o.connections],
-                        |c, s| async move {
-                            let (c, status) = get(c, "/.well-known/jwks.json").await;
-                            (c, s, status)
-                        },
-                    )
-                    .await;
-                    rows.push(row(
-                        "jwks",
-                        stats,
-                        Some(("trivial server", ceilings.trivial_server_rps, 0.7)),
-                    ));
-                }
-                "login" => {
-                    let states = (0..o.connections).map(|i| (users.clone(), i)).collect();
-                    let stats = run_load("login", &o, addr, states, login_step).await;
-                    rows.push(row(
-                        "login",
-                        stats,
-                        Some(("bcrypt verifications", ceilings.bcrypt_per_sec, 0.85)),
-                    ));
-                }
-                "refresh" => {
-                    let states = chains(addr, &users, o.connections).await?;
-                    let stats = run_load("refresh", &o, addr, states, refresh_step).await;
-                    rows.push(row(
-                        "refresh",
-                        stats,
-                        Some(("RS256 signatures", ceilings.rs256_per_sec, 0.6)),
-                    ));
-                }
-                "isolation" => {
-                    let chain = chains(addr, &users, 1).await?.remove(0);
-                    let (idle_jwks, idle_refresh) = probe(addr, o.duration, chain.clone()).await;
-                    let chain = chains(addr, &users, 1).await?.remove(0);
-                    let states = (0..o.connections).map(|i| (users.clone(), i)).collect();
-                    let flood = {
-                        let o = o.clone();
-                        let states: Vec<(Arc<Vec<String>>, usize)> = states;
-                        tokio::spawn(async move {
-                            run_load("isolation:login", &o, addr, states, login_step).await
-                        })
-                    };
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let (busy_jwks, busy_refresh) = probe(
-                        addr,
-                        o.duration.saturating_sub(Duration::from_millis(400)),
-                        chain,
-                    )
-                    .await;
-                    let flood = flood.await.map_err(|e| e.to_string())?;
-                    rows.push(row(
-                        "isolation: login flood",
-                        flood,
-                        Some(("bcrypt verifications", ceilings.bcrypt_per_sec, 0.85)),
-                    ));
-                    rows.push(ratio_row("isolation: jwks probe", busy_jwks, &idle_jwks));
-                    rows.push(ratio_row(
-                        "isolation: refresh probe",
-                        busy_refresh,
-                        &idle_refresh,
-                    ));
-                }
-                other => return Err(format!("unknown scenario {other}")),
-            }
+            rows.extend(match scenario.as_str() {
+                "slot-hold" => attacks::slot_hold(&o, &binary, &storage).await?,
+                "forgot-flood" => attacks::forgot_flood(&o, &binary, &storage).await?,
+                "login-flood" => attacks::login_flood(&o, &binary, &storage).await?,
+                _ => attacks::refresh_flood(&o, &binary, &storage).await?,
+            });
         }
-        authd.stop().await;
         Ok::<_, String>(rows)
     }
     .await;
@@ -245,7 +195,112 @@ async fn run(o: Options) -> Result<Report, String> {
     })
 }
 
+/// The scenarios that measure authd against the machine's ceilings, on one authd with
+/// seeded users.
+async fn core_scenarios(
+    o: &Options,
+    binary: &std::path::Path,
+    storage: &Storage,
+    ceilings: &ceilings::Ceilings,
+    scenarios: &[&String],
+) -> Result<Vec<Row>, String> {
+    let o = o.clone();
+    let authd = Authd::start(binary, storage, o.cost, &o.env).await?;
+    eprintln!(
+        "seeding {} verified users at bcrypt cost {}…",
+        o.users, o.cost
+    );
+    let users = Arc::new(authd.seed(o.users).await?);
+    let addr = authd.addr;
+    let mut rows = Vec::new();
+    for scenario in scenarios {
+        eprintln!(
+            "scenario {scenario}: {} connections, {:?}",
+            o.connections, o.duration
+        );
+        match scenario.as_str() {
+            "jwks" => {
+                let stats = run_load(
+                    "jwks",
+                    &o,
+                    addr,
+                    vec![(); o.connections],
+                    |c, s| async move {
+                        let (c, status) = get(c, "/.well-known/jwks.json").await;
+                        (c, s, status)
+                    },
+                )
+                .await;
+                rows.push(row(
+                    "jwks",
+                    stats,
+                    Some(("trivial server", ceilings.trivial_server_rps, 0.7)),
+                ));
+            }
+            "login" => {
+                let states = (0..o.connections).map(|i| (users.clone(), i)).collect();
+                let stats = run_load("login", &o, addr, states, login_step).await;
+                rows.push(row(
+                    "login",
+                    stats,
+                    Some(("bcrypt verifications", ceilings.bcrypt_per_sec, 0.85)),
+                ));
+            }
+            "refresh" => {
+                let states = chains(addr, &users, o.connections).await?;
+                let stats = run_load("refresh", &o, addr, states, refresh_step).await;
+                rows.push(row(
+                    "refresh",
+                    stats,
+                    Some(("RS256 signatures", ceilings.rs256_per_sec, 0.6)),
+                ));
+            }
+            "isolation" => {
+                let chain = chains(addr, &users, 1).await?.remove(0);
+                let (idle_jwks, idle_refresh) = probe(addr, o.duration, chain.clone()).await;
+                let chain = chains(addr, &users, 1).await?.remove(0);
+                let states = (0..o.connections).map(|i| (users.clone(), i)).collect();
+                let flood = {
+                    let o = o.clone();
+                    let states: Vec<(Arc<Vec<String>>, usize)> = states;
+                    tokio::spawn(async move {
+                        run_load("isolation:login", &o, addr, states, login_step).await
+                    })
+                };
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let (busy_jwks, busy_refresh) = probe(
+                    addr,
+                    o.duration.saturating_sub(Duration::from_millis(400)),
+                    chain,
+                )
+                .await;
+                let flood = flood.await.map_err(|e| e.to_string())?;
+                rows.push(row(
+                    "isolation: login flood",
+                    flood,
+                    Some(("bcrypt verifications", ceilings.bcrypt_per_sec, 0.85)),
+                ));
+                rows.push(ratio_row("isolation: jwks probe", busy_jwks, &idle_jwks));
+                rows.push(ratio_row(
+                    "isolation: refresh probe",
+                    busy_refresh,
+                    &idle_refresh,
+                ));
+            }
+            "slot-hold" => rows.extend(attacks::slot_hold(&o, &binary, &storage).await?),
+            "forgot-flood" => rows.extend(attacks::forgot_flood(&o, &binary, &storage).await?),
+            "login-flood" => rows.extend(attacks::login_flood(&o, &binary, &storage).await?),
+            "refresh-flood" => rows.extend(attacks::refresh_flood(&o, &binary, &storage).await?),
+            other => return Err(format!("unknown scenario {other}")),
+        }
+    }
+    authd.stop().await;
+    Ok(rows)
+}
+
 fn main() -> std::process::ExitCode {
+    // The slot-hold attack opens thousands of connections from this process.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let options = match parse_args() {
         Ok(o) => o,
         Err(e) => {

@@ -57,6 +57,33 @@ pub fn row(scenario: &str, stats: Stats, ceiling: Option<(&'static str, f64, f64
     }
 }
 
+/// A row whose target is a bound on its p99 (and no errors), in milliseconds.
+pub fn p99_row(name: &str, stats: Stats, bound_ms: f64) -> Row {
+    let met = stats.p99_ms <= bound_ms && stats.errors.is_empty();
+    Row {
+        scenario: name.into(),
+        ratio: Some(stats.p99_ms / 1000.0),
+        stats,
+        ceiling_name: Some("s p99"),
+        ceiling_rps: None,
+        target: Some(format!("p99 <= {:.0} s, 0 errors", bound_ms / 1000.0)),
+        met: Some(met),
+    }
+}
+
+/// A row for one measured delay against a bound, in seconds.
+pub fn delay_row(name: &str, stats: Stats, delay: f64, bound: f64) -> Row {
+    Row {
+        scenario: name.into(),
+        stats,
+        ceiling_name: Some("s to the email"),
+        ceiling_rps: None,
+        ratio: Some(delay),
+        target: Some(format!("<= {bound:.0} s")),
+        met: Some(delay <= bound),
+    }
+}
+
 /// A probe's p99 under load compared with its p99 when idle.
 pub fn ratio_row(name: &str, busy: Stats, idle: &Stats) -> Row {
     let ratio = busy.p99_ms / idle.p99_ms.max(0.001);
@@ -86,7 +113,10 @@ pub fn print_table(r: &Report) {
     );
     for row in &r.rows {
         let ratio = match (row.ratio, row.ceiling_name) {
-            (Some(ratio), Some(name)) => format!("{ratio:.2} of {name}"),
+            (Some(ratio), Some(name)) if row.ceiling_rps.is_some() => {
+                format!("{ratio:.2} of {name}")
+            }
+            (Some(ratio), Some(name)) => format!("{ratio:.2} {name}"),
             _ => "-".into(),
         };
         let target = match (&row.target, row.met) {

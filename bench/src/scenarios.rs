@@ -10,13 +10,30 @@ use crate::load::{self, Conn, Progress, Samples, Stats};
 use crate::target::PASSWORD;
 use crate::Options;
 
-/// Runs `connections` closed-loop connections for `duration`; `step` sends one request on
+/// Runs one closed-loop connection per state for `duration`; `step` sends one request on
 /// a connection and returns its status.
 pub async fn run_load<S, F, Fut>(
     name: &str,
     o: &Options,
     addr: std::net::SocketAddr,
     states: Vec<S>,
+    step: F,
+) -> Stats
+where
+    S: Send + 'static,
+    F: Fn(Conn, S) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = (Conn, S, u16)> + Send,
+{
+    let loads = states.into_iter().map(|s| (Conn::new(addr), s)).collect();
+    run_load_on(name, o, loads, step).await
+}
+
+/// Like [`run_load`], each state with the connection it starts from (e.g. one from another
+/// client address).
+pub async fn run_load_on<S, F, Fut>(
+    name: &str,
+    o: &Options,
+    loads: Vec<(Conn, S)>,
     step: F,
 ) -> Stats
 where
@@ -33,12 +50,12 @@ where
         started,
     ));
     let mut tasks = Vec::new();
-    for state in states {
+    for (conn, state) in loads {
         let step = step.clone();
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Samples::default();
-            let mut conn = Conn::new(addr);
+            let mut conn = conn;
             let mut state = state;
             while Instant::now() < deadline {
                 let t = Instant::now();
