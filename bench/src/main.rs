@@ -287,10 +287,6 @@ async fn core_scenarios(
                     &idle_refresh,
                 ));
             }
-            "slot-hold" => rows.extend(attacks::slot_hold(&o, &binary, &storage).await?),
-            "forgot-flood" => rows.extend(attacks::forgot_flood(&o, &binary, &storage).await?),
-            "login-flood" => rows.extend(attacks::login_flood(&o, &binary, &storage).await?),
-            "refresh-flood" => rows.extend(attacks::refresh_flood(&o, &binary, &storage).await?),
             other => return Err(format!("unknown scenario {other}")),
         }
     }
