@@ -13,7 +13,7 @@
 //! (a committed token rotation must be answered with its successor).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::oneshot;
@@ -59,6 +59,8 @@ struct Queued {
     job: Job,
     /// Placed through a reservation: never shed.
     reserved: bool,
+    /// The caller stopped waiting (disconnected, timed out): the first to go when full.
+    abandoned: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -94,6 +96,28 @@ impl Queue {
         }
         self.queued -= 1;
         Some(next.job)
+    }
+
+    /// Removes the jobs whose callers have stopped waiting; returns them.
+    fn drop_abandoned(&mut self) -> Vec<Job> {
+        let mut gone = Vec::new();
+        for jobs in self.lanes.values_mut() {
+            let mut i = 0;
+            while i < jobs.len() {
+                if jobs[i].abandoned.load(Ordering::Acquire) {
+                    if let Some(q) = jobs.remove(i) {
+                        gone.push(q.job);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.lanes.retain(|_, jobs| !jobs.is_empty());
+        let lanes = &self.lanes;
+        self.turns.retain(|lane| lanes.contains_key(lane));
+        self.queued -= gone.len();
+        gone
     }
 
     /// Takes the newest unreserved job of the longest lane, if that lane is longer than
@@ -179,8 +203,15 @@ impl CpuPool {
         R: Send + 'static,
     {
         let (job, result) = job(work);
+        let abandoned = Arc::new(AtomicBool::new(false));
         {
             let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.queued + queue.reserved >= self.shared.capacity {
+                for gone in queue.drop_abandoned() {
+                    self.waiting.fetch_sub(1, Ordering::Relaxed);
+                    gone(Turn::Shed);
+                }
+            }
             if queue.queued + queue.reserved >= self.shared.capacity {
                 let length = queue.lanes.get(&lane).map_or(0, VecDeque::len);
                 match queue.shed_for(length + 1) {
@@ -191,17 +222,20 @@ impl CpuPool {
                     None => return Err(PoolError::Overloaded),
                 }
             }
-            queue.push(
-                lane,
-                Queued {
-                    job,
-                    reserved: false,
-                },
-            );
+            let queued = Queued {
+                job,
+                reserved: false,
+                abandoned: Arc::clone(&abandoned),
+            };
+            queue.push(lane, queued);
             self.waiting.fetch_add(1, Ordering::Relaxed);
         }
         self.shared.available.notify_one();
-        result.await
+        // Raised if this future is dropped before the result is in.
+        let watch = Abandon(abandoned);
+        let result = result.await;
+        std::mem::forget(watch);
+        result
     }
 
     /// Sets a place aside, so that work run with it later is never refused nor shed.
@@ -236,13 +270,12 @@ impl Reservation {
         {
             let mut queue = self.pool.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.reserved -= 1;
-            queue.push(
-                self.lane,
-                Queued {
-                    job,
-                    reserved: true,
-                },
-            );
+            let queued = Queued {
+                job,
+                reserved: true,
+                abandoned: Arc::new(AtomicBool::new(false)),
+            };
+            queue.push(self.lane, queued);
             self.waiting.fetch_add(1, Ordering::Relaxed);
         }
         self.used = true;
@@ -266,6 +299,15 @@ impl Drop for CpuPool {
         queue.closed = true;
         drop(queue);
         self.shared.available.notify_all();
+    }
+}
+
+/// Marks a job abandoned when the future waiting for it is dropped.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 

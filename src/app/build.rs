@@ -28,8 +28,8 @@ use crate::service::{
 
 /// Connections the admin listener holds at most: a few scrapers and operators.
 const ADMIN_CONNECTIONS: usize = 64;
-/// File descriptors kept for what is not a client connection: listeners, the outbox's
-/// SMTP connections, Redis, files, the runtime — besides the PostgreSQL pools.
+/// File descriptors kept for what is not a client connection: listeners, Redis, files, the
+/// runtime — besides the PostgreSQL pools and the outbox's SMTP connections.
 const FD_RESERVE: u64 = 128;
 
 /// How many client connections authd serves: `AUTH_MAX_CONNECTIONS`, lowered to what the
@@ -45,10 +45,14 @@ fn connection_cap(config: &Config) -> usize {
             return wanted;
         }
     };
-    let own = FD_RESERVE + config.storage.db_pool_size as u64 + 1 + ADMIN_CONNECTIONS as u64;
-    let room = usize::try_from(limit.saturating_sub(own))
-        .unwrap_or(usize::MAX)
-        .max(1);
+    let own = FD_RESERVE
+        + config.storage.db_pool_size as u64
+        + 1
+        + ADMIN_CONNECTIONS as u64
+        + config.mail.outbox_concurrency as u64;
+    // Connections asked to close may overstay the cap by a sixteenth (and 16) meanwhile.
+    let room = limit.saturating_sub(own).saturating_sub(16) * 16 / 17;
+    let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
     if room < wanted {
         tracing::warn!(
             open_file_limit = limit,

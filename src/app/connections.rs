@@ -22,6 +22,10 @@ pub(super) struct Activity {
     last: Mutex<Instant>,
     /// It has been asked to close (evicted, or authd is stopping).
     closing: AtomicBool,
+    /// Close at once rather than after the request in progress.
+    now: AtomicBool,
+    /// A request's body is being read (given to the router through the request).
+    pub reading: Arc<AtomicBool>,
     /// Wakes the connection's task to close it.
     pub close: Notify,
 }
@@ -37,6 +41,25 @@ impl Activity {
 
     pub fn is_idle(&self) -> bool {
         self.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// Asked to close without finishing the request in progress.
+    pub fn close_now(&self) -> bool {
+        self.now.load(Ordering::Acquire)
+    }
+
+    /// Whom to evict first: idle connections (nothing lost), then those still reading a
+    /// request's body (a client trickling it), then those being answered — each group
+    /// oldest first.
+    fn eviction_order(&self) -> (u8, Instant) {
+        let class = if self.is_idle() {
+            0
+        } else if self.reading.load(Ordering::Acquire) {
+            1
+        } else {
+            2
+        };
+        (class, self.last())
     }
 
     /// Marks a request as being answered until the guard is dropped.
@@ -132,9 +155,13 @@ impl Connections {
                 .entries
                 .values()
                 .filter(|e| !e.activity.closing.load(Ordering::Acquire))
-                .min_by_key(|e| (!e.activity.is_idle(), e.activity.last()))
+                .min_by_key(|e| e.activity.eviction_order())
                 .map(|e| Arc::clone(&e.activity));
             if let Some(victim) = victim {
+                // One trickling its body gives nothing up by being cut off at once.
+                if victim.eviction_order().0 == 1 {
+                    victim.now.store(true, Ordering::Release);
+                }
                 victim.closing.store(true, Ordering::Release);
                 victim.close.notify_one();
                 open.closing += 1;
@@ -146,6 +173,8 @@ impl Connections {
             busy: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
             closing: AtomicBool::new(false),
+            now: AtomicBool::new(false),
+            reading: Arc::new(AtomicBool::new(false)),
             close: Notify::new(),
         });
         if let Some(peer) = counted {
@@ -268,5 +297,19 @@ mod tests {
         );
         drop(request);
         assert_eq!(c.count(), 3);
+    }
+
+    #[test]
+    fn a_connection_trickling_its_body_goes_before_one_being_answered_and_at_once() {
+        let c = Arc::new(Connections::new(2, 10, TrustedProxies::default()));
+        let answered = c.admit(ip("10.0.0.1")).unwrap();
+        let _answering = answered.activity.begin();
+        let trickling = c.admit(ip("10.0.0.2")).unwrap();
+        let _reading = trickling.activity.begin();
+        trickling.activity.reading.store(true, Ordering::Release);
+        let _newcomer = c.admit(ip("10.0.0.3")).unwrap();
+        assert!(trickling.activity.closing.load(Ordering::Acquire));
+        assert!(trickling.activity.close_now());
+        assert!(!answered.activity.closing.load(Ordering::Acquire));
     }
 }

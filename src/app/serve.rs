@@ -16,7 +16,7 @@ use super::connections::{Connections, Ticket};
 use super::{housekeeping, App};
 use crate::config::HttpConfig;
 use crate::handlers::State;
-use crate::http::body::MAX_HEADER_BYTES;
+use crate::http::body::{BodyReading, MAX_HEADER_BYTES};
 use crate::router::{self, Listener};
 
 /// How long a failed `accept` (typically: out of file descriptors) waits before the next.
@@ -139,9 +139,11 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let activity = Arc::clone(&ticket.activity);
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         let state = Arc::clone(&state);
         let busy = activity.begin();
+        req.extensions_mut()
+            .insert(BodyReading(Arc::clone(&activity.reading)));
         async move {
             let response = router::handle(&state, req, peer, kind).await;
             drop(busy);
@@ -173,6 +175,9 @@ async fn connection(
                 break;
             }
             () = activity.close.notified(), if !closing => {
+                if activity.close_now() {
+                    break;
+                }
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }

@@ -182,3 +182,22 @@ async fn a_panicking_job_is_reported_and_the_thread_survives() {
     );
     assert_eq!(pool.run(A, || 5).await, Ok(5));
 }
+
+#[tokio::test]
+async fn abandoned_work_gives_its_place_up_first() {
+    let pool = Arc::new(CpuPool::new("t", 1, 1));
+    let (gate, busy) = hold_the_thread(&pool).await;
+    let abandoned = queue(&pool, A, || "gone").await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    // The queue is full of a job nobody waits for: a newcomer of the same lane is
+    // admitted in its place instead of refused.
+    let newcomer = {
+        let p = Arc::clone(&pool);
+        tokio::spawn(async move { p.run(A, || "kept").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.wait();
+    busy.await.unwrap();
+    assert_eq!(newcomer.await.unwrap(), Ok("kept"));
+}

@@ -22,6 +22,12 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Largest accepted request line and headers, in all (SPEC §1: past it, 431).
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// Set by whoever owns the connection, in a request's extensions: raised while the body
+/// is being read, so that a connection trickling its body can be told from one whose
+/// request is being answered.
+#[derive(Clone, Default)]
+pub struct BodyReading(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
 /// A request whose body has been read in full (at most [`MAX_BODY_BYTES`]).
 pub type Request = hyper::Request<Bytes>;
 
@@ -37,8 +43,17 @@ pub async fn read_body(req: hyper::Request<Incoming>) -> Result<Request, Problem
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(Problem::payload_too_large().closing());
     }
+    let reading = req.extensions().get::<BodyReading>().cloned();
+    let flag = |on| {
+        if let Some(reading) = &reading {
+            reading.0.store(on, std::sync::atomic::Ordering::Release);
+        }
+    };
+    flag(true);
     let (parts, body) = req.into_parts();
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let collected = Limited::new(body, MAX_BODY_BYTES).collect().await;
+    flag(false);
+    match collected {
         Ok(collected) => Ok(hyper::Request::from_parts(parts, collected.to_bytes())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(Problem::payload_too_large().closing())

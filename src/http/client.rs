@@ -31,31 +31,34 @@ impl TrustedProxies {
     }
 
     /// The client of a request from `peer` with `headers`. `X-Forwarded-For` from any
-    /// peer but a trusted proxy is ignored, so it cannot be spoofed to escape a limit; a
-    /// malformed one counts as the peer.
+    /// peer but a trusted proxy is ignored, so it cannot be spoofed to escape a limit.
+    /// Hops are read from the right — those our proxies appended — and only as far as the
+    /// first that is not a proxy of ours; a malformed hop reached before it counts as the
+    /// peer, limited like any client (junk must never buy the proxies' exemption).
     pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> Client {
         let peer = canonical(peer.ip());
         if !self.contains(peer) {
-            return self.client_at(peer);
+            return self.untrusted(peer);
         }
-        let Some(hops) = forwarded_for(headers) else {
-            return self.client_at(peer);
-        };
-        let client = hops
-            .iter()
-            .rev()
-            .find(|hop| !self.contains(**hop))
-            // Every hop is a proxy of ours: the farthest one is the client.
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer);
-        self.client_at(client)
+        let mut farthest = None;
+        for hop in hops_from_the_right(headers) {
+            match hop.and_then(parse_hop).map(canonical) {
+                Some(ip) if self.contains(ip) => farthest = Some(ip),
+                Some(ip) => return self.untrusted(ip),
+                None => return self.untrusted(peer),
+            }
+        }
+        // No header, or every hop a proxy of ours: a proxy is the client, never limited.
+        Client {
+            addr: ClientAddr::of(farthest.unwrap_or(peer)),
+            trusted: true,
+        }
     }
 
-    fn client_at(&self, ip: IpAddr) -> Client {
+    fn untrusted(&self, ip: IpAddr) -> Client {
         Client {
             addr: ClientAddr::of(ip),
-            trusted: self.contains(ip),
+            trusted: false,
         }
     }
 }
@@ -68,15 +71,21 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Every `X-Forwarded-For` hop in order, or `None` if any is malformed (or none is there).
-fn forwarded_for(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
-    let mut hops = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        for hop in value.to_str().ok()?.split(',') {
-            hops.push(canonical(parse_hop(hop.trim())?));
-        }
-    }
-    (!hops.is_empty()).then_some(hops)
+/// The `X-Forwarded-For` hops, right-most first (later header lines first); `None` for a
+/// hop that is not text.
+fn hops_from_the_right(headers: &HeaderMap) -> impl Iterator<Item = Option<&str>> {
+    let lines: Vec<Option<&str>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().ok())
+        .collect();
+    lines.into_iter().rev().flat_map(|line| {
+        let hops: Vec<Option<&str>> = match line {
+            Some(text) => text.split(',').map(|h| Some(h.trim())).collect(),
+            None => vec![None],
+        };
+        hops.into_iter().rev()
+    })
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or `[2001:db8::1]:4711`.
@@ -132,9 +141,14 @@ mod tests {
             (&lb, "10.1.2.3", &["198.51.100.1:4711"], "198.51.100.1", false),
             (&lb, "10.1.2.3", &["[2001:db8:1:2::7]:4711"], "2001:db8:1:2::/64", false),
             (&lb, "192.0.2.1", &["198.51.100.1"], "198.51.100.1", false),
-            // Malformed: the peer, which is a trusted proxy, so not limited.
-            (&lb, "10.1.2.3", &["198.51.100.1, not-an-ip"], "10.1.2.3", true),
-            (&lb, "10.1.2.3", &["unknown"], "10.1.2.3", true),
+            // Junk the client wrote in front of what our proxy appended: ignored.
+            (&lb, "10.1.2.3", &["x, 198.51.100.1"], "198.51.100.1", false),
+            (&lb, "10.1.2.3", &["unknown", "198.51.100.1"], "198.51.100.1", false),
+            // A malformed hop reached before any client: the peer, limited like a client.
+            (&lb, "10.1.2.3", &["198.51.100.1, not-an-ip"], "10.1.2.3", false),
+            (&lb, "10.1.2.3", &["unknown"], "10.1.2.3", false),
+            (&lb, "10.1.2.3", &["198.51.100.1,"], "10.1.2.3", false),
+            (&lb, "10.1.2.3", &["fe80::1%eth0"], "10.1.2.3", false),
             // No header from the proxy: the proxy itself, never limited.
             (&lb, "10.1.2.3", &[], "10.1.2.3", true),
             // Every hop a proxy of ours: the farthest.

@@ -117,13 +117,20 @@ impl Worker {
         }
     }
 
-    /// Drops reset requests for addresses without an account, counted as sent (like a
-    /// real one) so that `/metrics` does not tell whether an address has an account.
+    /// Drops reset requests for addresses without an account.
     async fn drop_orphans(&self) {
-        match self.outbox.drop_orphans(ORPHANS_BATCH).await {
-            Ok(0) => {}
-            Ok(n) => self.metrics.emails("sent", n),
-            Err(e) => tracing::warn!(error = %e, "outbox: cannot drop requests without an account"),
+        if let Err(e) = self.outbox.drop_orphans(ORPHANS_BATCH).await {
+            tracing::warn!(error = %e, "outbox: cannot drop requests without an account");
+        }
+    }
+
+    /// Counts an outcome — of verification emails only. Whether and when a reset email is
+    /// sent, retried or failed would tell a `/metrics` reader which addresses have an
+    /// account (a request for one without is dropped at once); reset emails are counted
+    /// once, as queued, when requested, and their outcomes are logged.
+    fn count(&self, item: &OutboxItem, result: &'static str) {
+        if matches!(item.email, OutgoingEmail::Verification { .. }) {
+            self.metrics.email(result);
         }
     }
 
@@ -161,7 +168,7 @@ impl Worker {
         let to = message.to.masked();
         match self.mailer.send(&message).await {
             Ok(()) => {
-                self.metrics.email("sent");
+                self.count(&item, "sent");
                 if let Err(e) = self.outbox.mark_sent(item.id).await {
                     // The email left; at worst it is sent once more after the lease.
                     tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email sent");
@@ -170,7 +177,7 @@ impl Worker {
             Err(SendError::Transient(cause)) => {
                 tracing::warn!(%cause, outbox_id = item.id, %to, attempt = item.attempts + 1, "email not sent");
                 if self.retry_or_fail(&item, Some(&to)).await {
-                    self.metrics.email("retried");
+                    self.count(&item, "retried");
                 }
             }
             Err(SendError::Permanent(cause)) => {
@@ -200,7 +207,7 @@ impl Worker {
     }
 
     async fn fail(&self, item: &OutboxItem) {
-        self.metrics.email("failed");
+        self.count(item, "failed");
         if let Err(e) = self.outbox.mark_failed(item.id).await {
             tracing::warn!(error = %e, outbox_id = item.id, "outbox: cannot mark email failed");
         }

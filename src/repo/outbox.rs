@@ -72,8 +72,9 @@ pub trait Outbox: Send + Sync {
     /// Nothing to send after all (the account is gone).
     async fn mark_skipped(&self, id: u64) -> Result<(), RepoError>;
 
-    /// Emails not yet sent nor failed (orphan requests included, until dropped), and the
-    /// age of the oldest at `now`.
+    /// Verification emails not yet sent nor failed, and the age of the oldest at `now`.
+    /// Reset emails are left out: whether one is waiting would tell which addresses have
+    /// an account.
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError>;
 
     /// Deletes at most `limit` sent emails older than `sent_before` and failed ones older

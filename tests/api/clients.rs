@@ -118,6 +118,21 @@ async fn behind_a_trusted_proxy_the_forwarded_client_counts(backend: Backend) {
             .status,
         StatusCode::TOO_MANY_REQUESTS
     );
+    // A client that writes junk in front of the hop the proxy appends is still itself.
+    assert_eq!(
+        login_from(&proxy, Some("x, 198.51.100.1")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A header the proxy passed on malformed counts as the proxy — limited like a client,
+    // never exempt.
+    let odd = app.as_client_at("127.0.0.11");
+    for _ in 0..2 {
+        login_from(&odd, Some("unknown")).await;
+    }
+    assert_eq!(
+        login_from(&odd, Some("unknown")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // The proxy itself, without a header, is never limited.
     for _ in 0..5 {
         assert_eq!(

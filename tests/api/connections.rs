@@ -195,3 +195,29 @@ async fn metrics_move_to_the_admin_listener() {
     );
     assert_eq!(admin.get("/readyz").await.status, StatusCode::OK);
 }
+
+/// Connections that trickle a request body hold their requests open: at the cap they are
+/// the ones cut off (at once), and a newcomer is served.
+#[tokio::test]
+async fn bodies_trickled_in_cannot_lock_a_newcomer_out() {
+    let app = spawn_app_with(Backend::Memory, &[("AUTH_MAX_CONNECTIONS", "32")]).await;
+    let mut trickling = Vec::new();
+    for i in 0..32 {
+        let source = format!("127.0.9.{}", i % 4 + 1);
+        let mut raw = crate::support::connect(app.addr, Some(source.parse().unwrap())).await;
+        raw.write_all(
+            b"POST /login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        trickling.push(raw);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // More newcomers than connections may wait to close: evicting gracefully — after the
+    // trickled request — would soon leave no room at all.
+    for n in 0..25 {
+        let wait = newcomer_wait(&app.as_client_at(&format!("127.0.9.{}", 50 + n))).await;
+        assert!(wait < Duration::from_secs(1), "a newcomer waited {wait:?}");
+    }
+    drop(trickling);
+}

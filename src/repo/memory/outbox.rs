@@ -120,10 +120,10 @@ impl Outbox for MemoryDb {
 
     async fn backlog(&self, now: SystemTime) -> Result<(u64, Duration), RepoError> {
         let tables = self.lock()?;
-        let pending = tables
-            .outbox
-            .values()
-            .filter(|r| matches!(r.state, OutboxState::Pending { .. }));
+        let pending = tables.outbox.values().filter(|r| {
+            matches!(r.state, OutboxState::Pending { .. })
+                && matches!(r.email, Some(OutgoingEmail::Verification { .. }))
+        });
         let (count, oldest) = pending.fold((0u64, None::<SystemTime>), |(n, oldest), r| {
             (
                 n + 1,

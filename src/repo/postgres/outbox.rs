@@ -18,10 +18,14 @@ const REQUEST_RESET: &str = "
     INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
     VALUES ('password_reset', (SELECT id FROM users WHERE lower(email) = lower($1)), $1, $2, $2)";
 
-/// Requests that name no account, by `outbox_orphans_idx`.
+/// Requests that name no account, by `outbox_orphans_idx` — and still have none: a
+/// replica of an older version queued every request without its account.
 const DROP_ORPHANS: &str = "
     DELETE FROM outbox WHERE id IN (
-        SELECT id FROM outbox WHERE state = 'pending' AND user_id IS NULL LIMIT $1
+        SELECT o.id FROM outbox o
+        WHERE o.state = 'pending' AND o.user_id IS NULL
+          AND NOT EXISTS (SELECT 1 FROM users u WHERE lower(u.email) = lower(o.recipient))
+        LIMIT $1
     )";
 
 /// SKIP LOCKED: concurrent workers (other replicas) each take different rows. The claim
@@ -52,7 +56,9 @@ const PURGE_FAILED: &str = "
         SELECT id FROM outbox WHERE state = 'failed' AND created_at < $1 LIMIT $2
     )";
 
-const BACKLOG: &str = "SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending'";
+/// Verification emails only: see [`Outbox::backlog`].
+const BACKLOG: &str = "
+    SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending' AND kind = 'verification'";
 
 /// The outbox row of an email: kind, user, recipient as queued.
 pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Uuid, &str) {
