@@ -17,7 +17,8 @@ use hyper::{Method, Request, StatusCode};
 use tracing::Instrument as _;
 
 use crate::domain::Client;
-use crate::handlers::{account, health, keys, password, session, State};
+use crate::handlers::{account, gateway, health, keys, password, session, State};
+use crate::http::body::PathParams;
 use crate::http::problem::Shed;
 use crate::http::{body, request_id, Problem, Response};
 
@@ -101,6 +102,13 @@ pub static ROUTES: &[Route] = &[
     Route { method: Method::POST, path: "/password/reset", label: "password_reset", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::reset) },
     Route { method: Method::POST, path: "/password/change", label: "password_change", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::change) },
     Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::jwks) },
+    Route { method: Method::GET, path: "/.well-known/openid-configuration", label: "openid_configuration", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::discovery) },
+    Route { method: Method::GET, path: "/.well-known/oauth-authorization-server", label: "oauth_authorization_server", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::discovery) },
+    Route { method: Method::GET, path: "/authz", label: "authz", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::GET, path: "/userinfo", label: "userinfo", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::userinfo) },
+    Route { method: Method::GET, path: "/sessions", label: "sessions_list", scope: Scope::Public, limit: Limit::None, handler: handler!(session::list_sessions) },
+    Route { method: Method::DELETE, path: "/sessions", label: "sessions_end_all", scope: Scope::Public, limit: Limit::None, handler: handler!(session::end_sessions) },
+    Route { method: Method::DELETE, path: "/sessions/{id}", label: "session_end", scope: Scope::Public, limit: Limit::None, handler: handler!(session::end_session) },
     Route { method: Method::GET, path: "/healthz", label: "healthz", scope: Scope::Anywhere, limit: Limit::None, handler: handler!(health::healthz) },
     Route { method: Method::GET, path: "/readyz", label: "readyz", scope: Scope::Anywhere, limit: Limit::None, handler: handler!(health::readyz) },
     Route { method: Method::GET, path: "/metrics", label: "metrics", scope: Scope::Operator, limit: Limit::None, handler: handler!(health::metrics) },
@@ -114,21 +122,40 @@ enum Lookup {
         label: &'static str,
         allow: String,
     },
-    Route(&'static Route),
+    Route(&'static Route, PathParams),
+}
+
+/// Matches `path` against a route's pattern, where a `{name}` segment matches any one
+/// non-empty segment; the values of those segments, in order.
+fn matches(pattern: &str, path: &str) -> Option<PathParams> {
+    let mut params = Vec::new();
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(PathParams(params)),
+            (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') && !s.is_empty() => {
+                params.push(s.to_string());
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
 }
 
 fn find(method: &Method, path: &str, listener: Listener, admin: bool) -> Lookup {
     let mut rows = ROUTES
         .iter()
-        .filter(|r| r.path == path && r.scope.serves(listener, admin))
+        .filter(|r| r.scope.serves(listener, admin))
+        .filter_map(|r| matches(r.path, path).map(|params| (r, params)))
         .peekable();
-    let Some(first) = rows.peek().map(|r| r.label) else {
+    let Some(first) = rows.peek().map(|(r, _)| r.label) else {
         return Lookup::Unknown;
     };
     let mut allow = Vec::new();
-    for row in rows {
+    for (row, params) in rows {
         if row.method == method || (method == Method::HEAD && row.method == Method::GET) {
-            return Lookup::Route(row);
+            return Lookup::Route(row, params);
         }
         allow.push(row.method.as_str());
         if row.method == Method::GET {
@@ -159,7 +186,7 @@ pub async fn handle(
     let label = match &found {
         Lookup::Unknown => "unknown",
         Lookup::Methods { label, .. } => label,
-        Lookup::Route(route) => route.label,
+        Lookup::Route(route, _) => route.label,
     };
     // Every line logged while answering carries the request id and route, so a cause in
     // the log can be matched to its access line.
@@ -233,7 +260,8 @@ async fn respond(
             r
         }
         Lookup::Methods { allow, .. } => Problem::method_not_allowed(allow).into_response(),
-        Lookup::Route(route) => {
+        Lookup::Route(route, params) => {
+            req.extensions_mut().insert(params);
             if route.limit == Limit::PerClient {
                 if let Err(limited) = state.client_limits.admit(client).await {
                     return Problem::from(limited).into_response();
@@ -256,12 +284,12 @@ mod tests {
         let public = |method: &Method, path: &str| find(method, path, Listener::Public, false);
         for route in ROUTES {
             assert!(
-                matches!(public(&route.method, route.path), Lookup::Route(r) if std::ptr::eq(r, route))
+                matches!(public(&route.method, route.path), Lookup::Route(r, _) if std::ptr::eq(r, route))
             );
         }
         assert!(matches!(public(&Method::GET, "/nope"), Lookup::Unknown));
         assert!(
-            matches!(public(&Method::HEAD, "/healthz"), Lookup::Route(r) if r.label == "healthz")
+            matches!(public(&Method::HEAD, "/healthz"), Lookup::Route(r, _) if r.label == "healthz")
         );
         match public(&Method::GET, "/login") {
             Lookup::Methods { label, allow } => {
@@ -279,12 +307,24 @@ mod tests {
     fn operator_routes_move_to_the_admin_listener_when_there_is_one() {
         let get = Method::GET;
         let on =
-            |path, listener, admin| matches!(find(&get, path, listener, admin), Lookup::Route(_));
+            |path, listener, admin| matches!(find(&get, path, listener, admin), Lookup::Route(..));
         assert!(on("/metrics", Listener::Public, false));
         assert!(!on("/metrics", Listener::Public, true));
         assert!(on("/metrics", Listener::Admin, true));
         assert!(!on("/.well-known/jwks.json", Listener::Admin, true));
         assert!(on("/healthz", Listener::Admin, true) && on("/healthz", Listener::Public, true));
+    }
+
+    #[test]
+    fn patterns_capture_their_segments() {
+        assert_eq!(
+            matches("/sessions/{id}", "/sessions/abc").map(|p| p.0),
+            Some(vec!["abc".into()])
+        );
+        assert!(matches("/sessions/{id}", "/sessions/").is_none());
+        assert!(matches("/sessions/{id}", "/sessions/a/b").is_none());
+        assert!(matches("/sessions/{id}", "/sessions").is_none());
+        assert_eq!(matches("/sessions", "/sessions").map(|p| p.0), Some(vec![]));
     }
 
     #[test]

@@ -72,9 +72,10 @@ pub async fn measure(
             .expect("test key");
     let signer = authd::jwt::Signer::new(Arc::new(key), "https://bench".into(), None, 1800);
     let user = authd::domain::UserId::random();
+    let session = authd::domain::SessionId::random();
     let rs256_per_sec = tokio::task::spawn_blocking(move || {
         on_all_cores(cores, cpu_time, move || {
-            let _ = signer.issue(user, 1_700_000_000);
+            let _ = signer.issue(user, session, 1_700_000_000);
         })
     })
     .await

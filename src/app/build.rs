@@ -14,7 +14,7 @@ use super::connections::Connections;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{BcryptConfig, Config, HttpConfig, TokenConfig};
 use crate::cpu_pool::{CpuPool, Priority};
-use crate::handlers::{JwksDocument, State};
+use crate::handlers::{Prepared, State};
 use crate::hasher::Hasher;
 use crate::http::cors::Cors;
 use crate::jwt::{KeyError, KeyRing, Signer, SigningKey, Verifier};
@@ -23,7 +23,8 @@ use crate::mail::{LinkTemplate, LogMailer, Mailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::repo::{self, OpenError, RefreshTokens};
 use crate::service::{
-    AccessTokens, Accounts, ClientLimits, Health, Letters, Mailroom, Passwords, Sessions, Shared,
+    AccessTokens, Accounts, ClientLimits, Health, Letters, Mailroom, Passwords, Revocations,
+    Sessions, Shared,
 };
 
 /// Connections the admin listener holds at most: a few scrapers and operators.
@@ -110,6 +111,7 @@ pub struct App {
     /// The admin listener (`AUTH_ADMIN_LISTEN`) and its connections.
     pub(super) admin: Option<(TcpListener, Arc<Connections>)>,
     pub(super) connections: Arc<Connections>,
+    pub(super) revocations: Arc<Revocations>,
     pub(super) local_addr: SocketAddr,
     pub(super) public_url: String,
     pub(super) state: Arc<State>,
@@ -143,12 +145,23 @@ impl App {
             .clone()
             .unwrap_or_else(|| default_public_url(local_addr));
         let issuer = config.tokens.issuer.clone().unwrap_or(public_url.clone());
+        let discovery = discovery(&config.tokens, &issuer, &public_url);
         let (signer, verifier, jwks) = access_tokens(keys, &config.tokens, issuer);
 
         let metrics = Arc::new(Metrics::default());
         let repos = repo::open(&config.storage, Arc::clone(&metrics), Arc::clone(&clock)).await?;
         let mail_wake = Arc::new(Notify::new());
+        let revocations = Arc::new(Revocations::new(
+            Arc::clone(&repos.refresh_tokens),
+            config.tokens.access_ttl,
+            clock.as_ref(),
+        ));
+        // Best effort: bearer checks answer 503 until a read succeeds (the poller retries).
+        if let Err(e) = revocations.catch_up().await {
+            tracing::warn!(error = %e, "cannot read ended sessions yet");
+        }
         let shared = Shared {
+            revocations: Arc::clone(&revocations),
             mailroom: Arc::new(Mailroom::new(
                 Arc::clone(&repos.outbox),
                 Arc::clone(&mail_wake),
@@ -185,7 +198,11 @@ impl App {
             sessions: Sessions::new(&shared, tokens, limits, signer, signing_pool),
             accounts,
             passwords,
-            access_tokens: AccessTokens::new(verifier, Arc::clone(&clock)),
+            access_tokens: AccessTokens::new(
+                verifier,
+                Arc::clone(&revocations),
+                Arc::clone(&clock),
+            ),
             health: Health::new(
                 repos.dependencies.clone(),
                 Arc::clone(&repos.outbox),
@@ -199,6 +216,7 @@ impl App {
             ),
             trusted_proxies: config.http.trusted_proxies.clone(),
             jwks,
+            discovery,
             cors: Cors::new(config.http.cors_origins.clone()),
             metrics,
             admin_listener: config.http.admin_listen.is_some(),
@@ -226,6 +244,7 @@ impl App {
             refresh_tokens: Arc::clone(&repos.refresh_tokens),
             outbox: Arc::clone(&repos.outbox),
             clock,
+            revocations,
             http: config.http,
         })
     }
@@ -270,14 +289,10 @@ fn access_tokens(
     keys: KeyRing,
     config: &TokenConfig,
     issuer: String,
-) -> (Arc<Signer>, Verifier, JwksDocument) {
-    let jwks = JwksDocument {
+) -> (Arc<Signer>, Verifier, Prepared) {
+    let jwks = Prepared {
         body: Bytes::from(serde_json::to_vec(&keys.jwks).expect("a JWKS always encodes")),
-        cache_control: HeaderValue::from_str(&format!(
-            "public, max-age={}",
-            config.jwks_max_age.as_secs()
-        ))
-        .expect("a number is a valid header value"),
+        cache_control: verifier_cache_control(config),
     };
     let verifier = Verifier::new(
         Arc::new(keys.public_keys),
@@ -291,6 +306,35 @@ fn access_tokens(
         config.access_ttl.as_secs(),
     );
     (Arc::new(signer), verifier, jwks)
+}
+
+/// How long verifiers may cache the JWKS and the discovery document.
+fn verifier_cache_control(config: &TokenConfig) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "public, max-age={}",
+        config.jwks_max_age.as_secs()
+    ))
+    .expect("a number is a valid header value")
+}
+
+/// The discovery metadata (OpenID Connect Discovery 1.0, RFC 8414): only what applies to
+/// authd. There is no authorization or token endpoint in the OAuth sense, so none is listed.
+fn discovery(config: &TokenConfig, issuer: &str, public_url: &str) -> Prepared {
+    let base = public_url.trim_end_matches('/');
+    let document = serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "userinfo_endpoint": format!("{base}/userinfo"),
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "subject_types_supported": ["public"],
+        "claims_supported": [
+            "iss", "sub", "aud", "iat", "exp", "jti", "sid", "email", "email_verified"
+        ],
+    });
+    Prepared {
+        body: Bytes::from(serde_json::to_vec(&document).expect("JSON always encodes")),
+        cache_control: verifier_cache_control(config),
+    }
 }
 
 /// bcrypt on its own low-priority threads. The dummy hash for unknown accounts is one

@@ -38,6 +38,7 @@ impl App {
             clock,
             http,
             connections,
+            revocations,
             ..
         } = self;
         tracing::info!(address = %local_addr, "authd listening");
@@ -49,6 +50,7 @@ impl App {
             clock,
             stop_rx.clone(),
         ));
+        tokio::spawn(revocations.run(stop_rx.clone()));
         let http = Arc::new(http);
         let mut loops = vec![tokio::spawn(accept_loop(
             listener,

@@ -12,7 +12,7 @@ mod user;
 pub use client::{Client, ClientAddr};
 pub use email::{Email, EmailError};
 pub use password::{CurrentPassword, Password, PasswordError, PasswordHash};
-pub use session::{classify, SessionId, TokenState, Verdict};
+pub use session::{classify, SessionId, SessionInfo, TokenState, UserAgent, Verdict};
 pub use tokens::{
     MalformedToken, OpaqueToken, Refresh, RefreshToken, Reset, ResetGrant, ResetToken, TokenHash,
     Verification, VerificationToken,

@@ -18,6 +18,11 @@ impl SessionId {
         SessionId(uuid::Uuid::new_v4())
     }
 
+    /// A session id as clients write it (a UUID); `None` if it is not one.
+    pub fn parse(s: &str) -> Option<SessionId> {
+        uuid::Uuid::parse_str(s).ok().map(SessionId)
+    }
+
     pub fn from_uuid(id: uuid::Uuid) -> SessionId {
         SessionId(id)
     }
@@ -37,6 +42,42 @@ impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionId({})", self.0.hyphenated())
     }
+}
+
+/// The `User-Agent` a session was started with, as `GET /sessions` shows it: printable
+/// text, at most [`UserAgent::MAX_LEN`] bytes (longer is cut at a character boundary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAgent(String);
+
+impl UserAgent {
+    pub const MAX_LEN: usize = 256;
+
+    /// `None` for an empty or absent value.
+    pub fn parse(raw: &str) -> Option<UserAgent> {
+        let mut text: String = raw.trim().chars().filter(|c| !c.is_control()).collect();
+        if text.len() > Self::MAX_LEN {
+            let mut end = Self::MAX_LEN;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        (!text.is_empty()).then_some(UserAgent(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A live session, as its user may list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub created_at: SystemTime,
+    /// When it was last refreshed (or started): when its newest token was issued.
+    pub last_used_at: SystemTime,
+    pub user_agent: Option<UserAgent>,
 }
 
 /// What storage holds about one refresh token, read where it could not be rotated.
@@ -116,6 +157,19 @@ pub fn classify(token: Option<&TokenState>, now: SystemTime, grace: Duration) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_agents_are_printable_and_bounded() {
+        assert_eq!(UserAgent::parse("  "), None);
+        assert_eq!(
+            UserAgent::parse("curl/8.5\u{7}").unwrap().as_str(),
+            "curl/8.5"
+        );
+        let long = "é".repeat(200);
+        let agent = UserAgent::parse(&long).unwrap();
+        assert!(agent.as_str().len() <= UserAgent::MAX_LEN);
+        assert!(agent.as_str().len() >= UserAgent::MAX_LEN - 1);
+    }
 
     #[test]
     fn every_state_of_a_presented_token_has_one_verdict() {

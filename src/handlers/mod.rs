@@ -3,10 +3,11 @@
 //! answers which route.
 
 pub mod account;
+pub mod gateway;
 pub mod health;
 pub mod keys;
 pub mod password;
 pub mod session;
 mod state;
 
-pub use state::{JwksDocument, State};
+pub use state::{Prepared, State};

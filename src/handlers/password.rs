@@ -55,7 +55,7 @@ pub async fn change(state: &State, req: Request) -> Result<Response, Problem> {
     let current = CurrentPassword::parse(body.current_password);
     state
         .passwords
-        .change(client(&req), user, current, new)
+        .change(client(&req), user.user, current, new)
         .await?;
     Ok(no_content())
 }

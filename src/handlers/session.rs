@@ -1,13 +1,14 @@
-//! `/login`, `/refresh`, `/logout`.
+//! `/login`, `/refresh`, `/logout`, and the caller's sessions: `/sessions`,
+//! `/sessions/{id}`.
 
 use hyper::header::{HeaderValue, CACHE_CONTROL, PRAGMA};
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::State;
-use crate::domain::{Email, Password, RefreshToken};
-use crate::http::body::{client, json, no_content, read_json, Request};
-use crate::http::{Problem, Response};
+use crate::domain::{Email, Password, RefreshToken, SessionId, UserAgent};
+use crate::http::body::{client, json, no_content, path_param, read_json, Request};
+use crate::http::{bearer, Problem, Response};
 use crate::service::TokenPair;
 
 #[derive(Deserialize)]
@@ -54,7 +55,14 @@ pub async fn login(state: &State, req: Request) -> Result<Response, Problem> {
     // The same format rule as at registration (SPEC §3: longer than 72 bytes is a 400).
     // The answer depends only on the input, so it reveals nothing about the account.
     let password = Password::new(body.password).map_err(Problem::invalid_password)?;
-    let pair = state.sessions.login(client(&req), email, password).await?;
+    let user_agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| UserAgent::parse(&String::from_utf8_lossy(v.as_bytes())));
+    let pair = state
+        .sessions
+        .login(client(&req), email, password, user_agent)
+        .await?;
     Ok(tokens(pair))
 }
 
@@ -72,5 +80,67 @@ pub async fn refresh(state: &State, req: Request) -> Result<Response, Problem> {
 pub async fn logout(state: &State, req: Request) -> Result<Response, Problem> {
     let token = refresh_token(read_json(&req)?)?;
     state.sessions.logout(token).await?;
+    Ok(no_content())
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    id: String,
+    created_at: String,
+    last_used_at: String,
+    user_agent: Option<String>,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct SessionList {
+    sessions: Vec<SessionView>,
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+pub async fn list_sessions(state: &State, req: Request) -> Result<Response, Problem> {
+    let caller = state
+        .access_tokens
+        .authenticate(bearer::token(req.headers()))?;
+    let sessions = state.sessions.list(caller).await?;
+    let list = SessionList {
+        sessions: sessions
+            .into_iter()
+            .map(|(s, current)| SessionView {
+                id: s.id.to_string(),
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                user_agent: s.user_agent.map(|a| a.as_str().to_string()),
+                current,
+            })
+            .collect(),
+    };
+    let mut response = json(StatusCode::OK, &list);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub async fn end_session(state: &State, req: Request) -> Result<Response, Problem> {
+    let caller = state
+        .access_tokens
+        .authenticate(bearer::token(req.headers()))?;
+    // Not a session id at all: not one of the caller's either.
+    let id = path_param(&req, 0)
+        .and_then(SessionId::parse)
+        .ok_or_else(|| Problem::from(crate::service::SessionError::NoSuchSession))?;
+    state.sessions.end(caller, id).await?;
+    Ok(no_content())
+}
+
+pub async fn end_sessions(state: &State, req: Request) -> Result<Response, Problem> {
+    let caller = state
+        .access_tokens
+        .authenticate(bearer::token(req.headers()))?;
+    state.sessions.end_all(caller).await?;
     Ok(no_content())
 }

@@ -10,8 +10,9 @@ use crate::http::cors::Cors;
 use crate::metrics::Metrics;
 use crate::service::{AccessTokens, Accounts, ClientLimits, Health, Passwords, Sessions};
 
-/// The JWKS document and its `Cache-Control`, prepared once.
-pub struct JwksDocument {
+/// A document served from memory as it was prepared at start-up (the JWKS, discovery), and
+/// its `Cache-Control`.
+pub struct Prepared {
     pub body: Bytes,
     pub cache_control: HeaderValue,
 }
@@ -25,7 +26,9 @@ pub struct State {
     pub client_limits: ClientLimits,
     /// Who a request's client is, behind the proxies trusted to say.
     pub trusted_proxies: TrustedProxies,
-    pub jwks: JwksDocument,
+    pub jwks: Prepared,
+    /// OpenID Connect / RFC 8414 discovery metadata.
+    pub discovery: Prepared,
     pub cors: Cors,
     pub metrics: Arc<Metrics>,
     /// Operator routes are served on an admin listener, not the public one.

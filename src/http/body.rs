@@ -28,6 +28,19 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Clone, Default)]
 pub struct BodyReading(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
 
+/// The values of a route pattern's `{name}` segments, in order (set by the router).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathParams(pub Vec<String>);
+
+/// The `n`-th path parameter of a request (the router matched the pattern, so it is there
+/// for a route that has it).
+pub fn path_param(req: &Request, n: usize) -> Option<&str> {
+    req.extensions()
+        .get::<PathParams>()
+        .and_then(|p| p.0.get(n))
+        .map(String::as_str)
+}
+
 /// A request whose body has been read in full (at most [`MAX_BODY_BYTES`]).
 pub type Request = hyper::Request<Bytes>;
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::Response;
 use crate::domain::{EmailError, PasswordError as PasswordFormatError};
 use crate::service::{
-    AccountError, ClientLimitError, InvalidAccessToken, PasswordError, ServerError, SessionError,
+    AccountError, BearerError, ClientLimitError, PasswordError, ServerError, SessionError,
 };
 
 /// Marks a response that shed load (a full CPU pool), for `authd_shed_total`.
@@ -237,9 +237,12 @@ impl From<ServerError> for Problem {
     }
 }
 
-impl From<InvalidAccessToken> for Problem {
-    fn from(_: InvalidAccessToken) -> Problem {
-        Problem::invalid_access_token()
+impl From<BearerError> for Problem {
+    fn from(e: BearerError) -> Problem {
+        match e {
+            BearerError::Invalid => Problem::invalid_access_token(),
+            BearerError::Unavailable(stale) => Problem::unavailable(&stale),
+        }
     }
 }
 
@@ -266,6 +269,7 @@ impl From<AccountError> for Problem {
                 "not_found",
                 "no account has this email",
             ),
+            AccountError::Gone => Problem::invalid_access_token(),
             AccountError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
             AccountError::Server(e) => e.into(),
         }
@@ -282,6 +286,11 @@ impl From<SessionError> for Problem {
                 "verify your email address before logging in",
             ),
             SessionError::InvalidToken => Problem::invalid_token(StatusCode::UNAUTHORIZED),
+            SessionError::NoSuchSession => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no live session of yours has this id",
+            ),
             SessionError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
             SessionError::Server(e) => e.into(),
         }

@@ -17,4 +17,4 @@ pub use der::RsaPublicKey;
 pub use jwk::{Jwk, JwkSet};
 pub use keys::{read_published_key, KeyError, KeyRing, SigningKey};
 pub use signer::{AccessToken, Claims, SignError, Signer};
-pub use verifier::{Verifier, VerifyError};
+pub use verifier::{Verified, Verifier, VerifyError};

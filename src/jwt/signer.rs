@@ -8,7 +8,7 @@ use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
 use super::keys::SigningKey;
-use crate::domain::UserId;
+use crate::domain::{SessionId, UserId};
 
 /// The claims of an access token (SPEC §2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +20,8 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// The session (refresh-token family) the token belongs to: a random UUID.
+    pub sid: String,
 }
 
 /// Signing produced no token: a bug or a broken key, never the client's doing.
@@ -68,8 +70,14 @@ impl Signer {
         }
     }
 
-    /// Issues a token for `user`, valid from `now` (Unix seconds) for the access TTL.
-    pub fn issue(&self, user: UserId, now: u64) -> Result<AccessToken, SignError> {
+    /// Issues a token for `user` in `session`, valid from `now` (Unix seconds) for the
+    /// access TTL.
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now: u64,
+    ) -> Result<AccessToken, SignError> {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user.to_string(),
@@ -77,6 +85,7 @@ impl Signer {
             iat: now,
             exp: now + self.ttl_secs,
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            sid: session.to_string(),
         };
         let payload = serde_json::to_vec(&claims)?;
         let mut token = String::with_capacity(800);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::der::RsaPublicKey;
 use super::signer::Claims;
-use crate::domain::UserId;
+use crate::domain::{SessionId, UserId};
 
 /// Why a bearer token is refused. Kept coarse on purpose: clients get one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,15 @@ pub enum VerifyError {
 struct Header {
     alg: String,
     kid: Option<String>,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub user: UserId,
+    pub session: SessionId,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
 }
 
 pub struct Verifier {
@@ -46,8 +55,9 @@ impl Verifier {
         }
     }
 
-    /// The user a valid token speaks for, at time `now` (Unix seconds).
-    pub fn verify(&self, token: &str, now: u64) -> Result<UserId, VerifyError> {
+    /// The user a valid token speaks for and its session, at time `now` (Unix seconds),
+    /// with the token's expiry.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Verified, VerifyError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -83,8 +93,12 @@ impl Verifier {
         if now >= claims.exp {
             return Err(VerifyError::Expired);
         }
-        let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| VerifyError::Malformed)?;
-        Ok(UserId::from_uuid(id))
+        let uuid = |text: &str| uuid::Uuid::parse_str(text).map_err(|_| VerifyError::Malformed);
+        Ok(Verified {
+            user: UserId::from_uuid(uuid(&claims.sub)?),
+            session: SessionId::from_uuid(uuid(&claims.sid)?),
+            exp: claims.exp,
+        })
     }
 }
 

@@ -6,13 +6,26 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::RepoError;
-use crate::domain::{PasswordHash, Refresh, SessionId, TokenHash, TokenState, UserId};
+use crate::domain::{
+    PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserAgent, UserId,
+};
 
 /// A refresh token to store: only its hash.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRefreshToken {
     pub hash: TokenHash<Refresh>,
+    /// When it is issued (the store may use its own clock instead).
+    pub created_at: SystemTime,
     pub expires_at: SystemTime,
+}
+
+/// A session to start: a login.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub user: UserId,
+    pub user_agent: Option<UserAgent>,
+    pub first: NewRefreshToken,
 }
 
 /// What an attempt to rotate a presented token did.
@@ -26,15 +39,13 @@ pub enum Rotation {
 
 #[async_trait]
 pub trait RefreshTokens: Send + Sync {
-    /// Starts session `id` (a login) with its first token — only if the user's password is
+    /// Starts `session` (a login) with its first token — only if the user's password is
     /// still `password`, the one the login checked, so that a reset or change committed
     /// meanwhile cannot be outlived by this session. `false`: nothing started.
     async fn start_session(
         &self,
-        id: SessionId,
-        user: UserId,
+        session: NewSession,
         password: &PasswordHash,
-        first: NewRefreshToken,
     ) -> Result<bool, RepoError>;
 
     /// Rotates `presented` into `successor` as one atomic step, if and only if it is
@@ -47,7 +58,11 @@ pub trait RefreshTokens: Send + Sync {
         now: SystemTime,
     ) -> Result<Rotation, RepoError>;
 
-    /// Ends a session at `now`. Ending an ended or unknown session changes nothing.
+    /// Every way a session ends stamps it with the time it ended, by the store's clock
+    /// (`now` where the store has none of its own): [`RefreshTokens::ended_since`] reads
+    /// them back. Ending an ended or unknown session changes nothing.
+    ///
+    /// Ends a session.
     async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<(), RepoError>;
 
     /// Ends the session `token` belongs to (logout). Unknown tokens are ignored.
@@ -56,6 +71,29 @@ pub trait RefreshTokens: Send + Sync {
         token: &TokenHash<Refresh>,
         now: SystemTime,
     ) -> Result<(), RepoError>;
+
+    /// Ends session `id` if it is one of `user`'s, not yet ended. `false`: it is not.
+    async fn revoke_user_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: SystemTime,
+    ) -> Result<bool, RepoError>;
+
+    /// Ends every session of `user`.
+    async fn revoke_user_sessions(&self, user: UserId, now: SystemTime) -> Result<(), RepoError>;
+
+    /// `user`'s live sessions at `now` — not ended, with a token that may still be spent —
+    /// oldest first.
+    async fn sessions(&self, user: UserId, now: SystemTime) -> Result<Vec<SessionInfo>, RepoError>;
+
+    /// Sessions that ended after `since`, with when (by the store's clock), oldest first,
+    /// at most `limit`.
+    async fn ended_since(
+        &self,
+        since: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, SystemTime)>, RepoError>;
 
     /// Deletes at most `limit` tokens expired before `now`, and the sessions they leave
     /// empty. Returns how many tokens: fewer than `limit` means none are left.

@@ -46,13 +46,15 @@ pub trait Users: Send + Sync {
 
     /// Replaces the password hash — only if it is still `current`, so that of two racing
     /// changes one wins — marks the email verified when `verified` is set, and revokes
-    /// every session of the user, atomically. `false` when there is no such user or its
-    /// password changed meanwhile (then nothing changes).
+    /// every session of the user (ended at `now`, or the store's own clock), atomically.
+    /// `false` when there is no such user or its password changed meanwhile (then nothing
+    /// changes).
     async fn set_password(
         &self,
         id: UserId,
         current: &PasswordHash,
         new: PasswordHash,
         verified: bool,
+        now: SystemTime,
     ) -> Result<bool, RepoError>;
 }

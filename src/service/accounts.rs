@@ -26,6 +26,9 @@ pub enum AccountError {
     InvalidToken,
     #[error("no account has this email")]
     NoSuchAccount,
+    /// The account a valid access token names is gone.
+    #[error("the account is gone")]
+    Gone,
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
     #[error(transparent)]
@@ -101,6 +104,11 @@ impl Accounts {
         self.mailroom.queued();
         tracing::info!(user_id = %user.id, email = %user.email.masked(), "user registered");
         Ok(user)
+    }
+
+    /// The account of a caller (from a checked access token).
+    pub async fn profile(&self, user: UserId) -> Result<User, AccountError> {
+        self.users.by_id(user).await?.ok_or(AccountError::Gone)
     }
 
     /// Consumes a verification token and marks its user's email verified.

@@ -1,32 +1,104 @@
-//! Bearer access tokens presented to authd itself (SPEC §1): RS256 only, authd's published
-//! keys, `iss`/`aud` as configured, `exp` without leeway.
+//! Bearer access tokens presented to authd itself (SPEC §1, §9): RS256 only, authd's
+//! published keys, `iss`/`aud` as configured, `exp` without leeway — and the token's
+//! session still live.
+//!
+//! Verified tokens are remembered until they expire, so that `/authz` in front of every
+//! API call costs a look-up, not an RSA verification; whether the session has ended is
+//! asked of [`Revocations`] every time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
+use super::revocations::{Revocations, Stale};
 use crate::clock::Clock;
-use crate::domain::UserId;
-use crate::jwt::Verifier;
+use crate::domain::{SessionId, UserId};
+use crate::jwt::{Verified, Verifier};
 
-/// Missing, malformed, badly signed, expired or foreign.
+/// Verified tokens remembered at most; past it, the expired ones go, or all of them.
+const REMEMBERED: usize = 100_000;
+
+/// Who a valid bearer token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user: UserId,
+    pub session: SessionId,
+}
+
+/// Why a bearer token is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("invalid access token")]
-pub struct InvalidAccessToken;
+pub enum BearerError {
+    /// Missing, malformed, badly signed, expired, foreign — or its session has ended.
+    #[error("invalid access token")]
+    Invalid,
+    /// Whether its session has ended cannot be told now: 503.
+    #[error(transparent)]
+    Unavailable(#[from] Stale),
+}
 
 pub struct AccessTokens {
     verifier: Verifier,
+    revocations: Arc<Revocations>,
     clock: Arc<dyn Clock>,
+    /// By the token's SHA-256, so that memory stays small per token. A std Mutex: held
+    /// for one map operation.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
 
 impl AccessTokens {
-    pub fn new(verifier: Verifier, clock: Arc<dyn Clock>) -> AccessTokens {
-        AccessTokens { verifier, clock }
+    pub fn new(
+        verifier: Verifier,
+        revocations: Arc<Revocations>,
+        clock: Arc<dyn Clock>,
+    ) -> AccessTokens {
+        AccessTokens {
+            verifier,
+            revocations,
+            clock,
+            verified: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// The user the bearer token (if any) speaks for.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<UserId, InvalidAccessToken> {
-        let token = bearer.ok_or(InvalidAccessToken)?;
-        self.verifier
-            .verify(token, self.clock.unix_now())
-            .map_err(|_| InvalidAccessToken)
+    /// Whom the bearer token (if any) speaks for.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, BearerError> {
+        let token = bearer.ok_or(BearerError::Invalid)?;
+        let now = self.clock.unix_now();
+        let verified = self.verified(token, now)?;
+        if self.revocations.has_ended(verified.session)? {
+            return Err(BearerError::Invalid);
+        }
+        Ok(Caller {
+            user: verified.user,
+            session: verified.session,
+        })
+    }
+
+    /// The token's claims, from memory or from a verification; an expired one is refused
+    /// either way.
+    fn verified(&self, token: &str, now: u64) -> Result<Verified, BearerError> {
+        let lock = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        if let Some(known) = lock().get(&key).copied() {
+            return if now < known.exp {
+                Ok(known)
+            } else {
+                Err(BearerError::Invalid)
+            };
+        }
+        let verified = self
+            .verifier
+            .verify(token, now)
+            .map_err(|_| BearerError::Invalid)?;
+        let mut remembered = lock();
+        if remembered.len() >= REMEMBERED {
+            remembered.retain(|_, v| now < v.exp);
+            if remembered.len() >= REMEMBERED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(key, verified);
+        Ok(verified)
     }
 }

@@ -5,7 +5,8 @@
 //! | [`Accounts`] | registering, verifying the email, resending the verification email — and the verification link it issues |
 //! | [`Sessions`] | logging in, refreshing (rotation with reuse detection), logging out |
 //! | [`Passwords`] | forgotten passwords (reset links, and the stamp that makes older ones stale) and password changes |
-//! | [`AccessTokens`] | checking the bearer access tokens authd issued |
+//! | [`AccessTokens`] | checking the bearer access tokens authd issued, their sessions still live |
+//! | [`Revocations`] | which sessions have ended, as this replica knows it |
 //! | [`ClientLimits`] | the per-client limit of the password and email routes |
 //! | [`Health`] | readiness and the gauges of `/metrics` |
 //! | [`Letters`] | which service writes which queued email |
@@ -24,11 +25,12 @@ mod login_limits;
 mod mailroom;
 mod passwords;
 mod rate_limit;
+mod revocations;
 mod sessions;
 mod shared;
 
 pub use accounts::{AccountError, Accounts};
-pub use bearer::{AccessTokens, InvalidAccessToken};
+pub use bearer::{AccessTokens, BearerError, Caller};
 pub use client_limits::{ClientLimitError, ClientLimits};
 pub use health::{Health, Readiness};
 pub use letters::Letters;
@@ -36,6 +38,7 @@ pub use login_limits::LoginLimits;
 pub use mailroom::Mailroom;
 pub use passwords::{PasswordError, Passwords};
 pub use rate_limit::{Exceeded, Limiter, RateLimit};
+pub use revocations::{Revocations, Stale};
 pub use sessions::{SessionError, Sessions, TokenPair};
 pub(crate) use shared::server_error_conversions;
 pub use shared::{Bug, ServerError, Shared};

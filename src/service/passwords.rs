@@ -7,12 +7,15 @@
 //! that rule are in this file.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
-use super::{server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, ServerError, Shared};
+use super::{
+    server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, Revocations, ServerError, Shared,
+};
+use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
     ClientAddr, CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken,
@@ -58,6 +61,8 @@ pub struct Passwords {
     /// Wrong current passwords count as failed logins.
     login_limits: LoginLimits,
     hasher: Arc<Hasher>,
+    clock: Arc<dyn Clock>,
+    revocations: Arc<Revocations>,
     reset_url: LinkTemplate,
     reset_ttl: Duration,
     rng: SystemRandom,
@@ -89,6 +94,8 @@ impl Passwords {
                 Arc::clone(&shared.metrics),
             ),
             hasher: Arc::clone(&shared.hasher),
+            clock: Arc::clone(&shared.clock),
+            revocations: Arc::clone(&shared.revocations),
             reset_url,
             reset_ttl: tokens.reset_ttl,
             rng: SystemRandom::new(),
@@ -150,12 +157,13 @@ impl Passwords {
         // Spending the token and setting the password run as their own task, so a client
         // that disconnects (or a request timeout) cannot stop between the two.
         let (tokens, users, ttl) = (self.tokens.clone(), Arc::clone(&self.users), self.reset_ttl);
+        let now = self.clock.now();
         let spend = async move {
             let grant = tokens
                 .take(&hash)
                 .await?
                 .ok_or(PasswordError::InvalidResetToken)?;
-            let outcome = replace_password(users.as_ref(), grant, new_hash).await;
+            let outcome = replace_password(users.as_ref(), grant, new_hash, now).await;
             if let Err(PasswordError::Server(ServerError::Unavailable(_))) = &outcome {
                 // Storage failed after the token was spent: put it back so the link works
                 // again once the database does (with a fresh lifetime).
@@ -171,6 +179,7 @@ impl Passwords {
             let _ = self.login_limits.succeeded(&account.email).await;
         }
         tracing::info!(user_id = %user, "password reset; every session revoked");
+        self.ended().await;
         Ok(())
     }
 
@@ -211,13 +220,29 @@ impl Passwords {
         // Only if the password is still the one just checked: a concurrent reset wins.
         if !self
             .users
-            .set_password(user.id, &user.password_hash, new_hash, false)
+            .set_password(
+                user.id,
+                &user.password_hash,
+                new_hash,
+                false,
+                self.clock.now(),
+            )
             .await?
         {
             return Err(PasswordError::WrongPassword);
         }
         tracing::info!(user_id = %user.id, "password changed; every session revoked");
+        self.ended().await;
         Ok(())
+    }
+}
+
+impl Passwords {
+    /// Sessions ended: this replica learns it before answering (see `Sessions::ended`).
+    async fn ended(&self) {
+        if let Err(e) = self.revocations.catch_up().await {
+            tracing::warn!(error = %e, "cannot read ended sessions now; the next poll will");
+        }
     }
 }
 
@@ -227,6 +252,7 @@ async fn replace_password(
     users: &dyn Users,
     grant: ResetGrant,
     new_hash: PasswordHash,
+    now: SystemTime,
 ) -> Result<UserId, PasswordError> {
     let account = users
         .by_id(grant.user)
@@ -238,7 +264,7 @@ async fn replace_password(
         return Err(PasswordError::InvalidResetToken);
     }
     match users
-        .set_password(account.id, &account.password_hash, new_hash, true)
+        .set_password(account.id, &account.password_hash, new_hash, true, now)
         .await?
     {
         true => Ok(account.id),

@@ -6,17 +6,18 @@ use std::time::Duration;
 use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
-use super::{server_error_conversions, Bug, LoginLimits, ServerError, Shared};
+use super::{server_error_conversions, Bug, Caller, LoginLimits, Revocations, ServerError, Shared};
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::cpu_pool::{CpuPool, Lane, Reservation};
 use crate::domain::{
-    classify, ClientAddr, Email, Password, RefreshToken, SessionId, UserId, Verdict,
+    classify, ClientAddr, Email, Password, RefreshToken, SessionId, SessionInfo, UserAgent, UserId,
+    Verdict,
 };
 use crate::hasher::Hasher;
 use crate::jwt::Signer;
 use crate::metrics::Metrics;
-use crate::repo::{NewRefreshToken, RefreshTokens, Rotation, Users};
+use crate::repo::{NewRefreshToken, NewSession, RefreshTokens, Rotation, Users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -29,6 +30,9 @@ pub enum SessionError {
     /// Unknown, expired, revoked or reused refresh token.
     #[error("invalid refresh token")]
     InvalidToken,
+    /// Not one of the caller's live sessions.
+    #[error("no such session")]
+    NoSuchSession,
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
     #[error(transparent)]
@@ -54,6 +58,7 @@ pub struct Sessions {
     signing_pool: Arc<CpuPool>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    revocations: Arc<Revocations>,
     refresh_ttl: Duration,
     reuse_grace: Duration,
     rng: SystemRandom,
@@ -80,6 +85,7 @@ impl Sessions {
             signing_pool,
             metrics: Arc::clone(&shared.metrics),
             clock: Arc::clone(&shared.clock),
+            revocations: Arc::clone(&shared.revocations),
             refresh_ttl: tokens.refresh_ttl,
             reuse_grace: tokens.refresh_reuse_grace,
             rng: SystemRandom::new(),
@@ -97,6 +103,7 @@ impl Sessions {
         client: ClientAddr,
         email: Email,
         password: Password,
+        user_agent: Option<UserAgent>,
     ) -> Result<TokenPair, SessionError> {
         if let Err(exceeded) = self.login_limits.admit(&email).await? {
             return Err(SessionError::RateLimited {
@@ -125,20 +132,22 @@ impl Sessions {
         let refresh_token = RefreshToken::generate(&self.rng);
         // Only if the password is still the one just checked: a reset or change that
         // committed during the bcrypt check wins, and this login fails like a wrong one.
+        let session = NewSession {
+            id: SessionId::random(),
+            user: user.id,
+            user_agent,
+            first: self.new_record(&refresh_token),
+        };
+        let id = session.id;
         let started = self
             .refresh_tokens
-            .start_session(
-                SessionId::random(),
-                user.id,
-                &user.password_hash,
-                self.new_record(&refresh_token),
-            )
+            .start_session(session, &user.password_hash)
             .await?;
         if !started {
             return Err(SessionError::InvalidCredentials);
         }
         tracing::info!(user_id = %user.id, "login");
-        self.pair(signing, user.id, refresh_token).await
+        self.pair(signing, user.id, id, refresh_token).await
     }
 
     /// Spends `presented` for a new pair. Exactly one of many concurrent calls with the same
@@ -158,9 +167,9 @@ impl Sessions {
             .rotate(&presented.hash(), record, now)
             .await?
         {
-            Rotation::Rotated { user, .. } => {
+            Rotation::Rotated { user, session } => {
                 self.metrics.refresh(Verdict::Current.label());
-                return self.pair(signing, user, successor).await;
+                return self.pair(signing, user, session, successor).await;
             }
             Rotation::Refused(state) => state,
         };
@@ -179,6 +188,7 @@ impl Sessions {
                 .await
                 .map_err(Bug::from)??;
             tracing::warn!(session = %state.session, "refresh token reuse detected: session revoked");
+            self.ended().await;
         }
         self.metrics.refresh(verdict.label());
         Err(SessionError::InvalidToken)
@@ -189,13 +199,63 @@ impl Sessions {
         self.refresh_tokens
             .revoke_session_of(&token.hash(), self.clock.now())
             .await?;
+        self.ended().await;
         Ok(())
     }
 
+    /// The caller's live sessions, and which of them the caller is.
+    pub async fn list(&self, caller: Caller) -> Result<Vec<(SessionInfo, bool)>, SessionError> {
+        let sessions = self
+            .refresh_tokens
+            .sessions(caller.user, self.clock.now())
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| {
+                let current = s.id == caller.session;
+                (s, current)
+            })
+            .collect())
+    }
+
+    /// Ends one of the caller's sessions.
+    pub async fn end(&self, caller: Caller, id: SessionId) -> Result<(), SessionError> {
+        let ended = self
+            .refresh_tokens
+            .revoke_user_session(caller.user, id, self.clock.now())
+            .await?;
+        if !ended {
+            return Err(SessionError::NoSuchSession);
+        }
+        tracing::info!(user_id = %caller.user, session = %id, "session ended by its user");
+        self.ended().await;
+        Ok(())
+    }
+
+    /// Ends every session of the caller ("log out everywhere").
+    pub async fn end_all(&self, caller: Caller) -> Result<(), SessionError> {
+        self.refresh_tokens
+            .revoke_user_sessions(caller.user, self.clock.now())
+            .await?;
+        tracing::info!(user_id = %caller.user, "every session ended by its user");
+        self.ended().await;
+        Ok(())
+    }
+
+    /// A session ended: this replica learns it before answering (the others within a
+    /// poll). The end is committed already; failing to learn it now only delays it here.
+    async fn ended(&self) {
+        if let Err(e) = self.revocations.catch_up().await {
+            tracing::warn!(error = %e, "cannot read ended sessions now; the next poll will");
+        }
+    }
+
     fn new_record(&self, token: &RefreshToken) -> NewRefreshToken {
+        let now = self.clock.now();
         NewRefreshToken {
             hash: token.hash(),
-            expires_at: self.clock.now() + self.refresh_ttl,
+            created_at: now,
+            expires_at: now + self.refresh_ttl,
         }
     }
 
@@ -205,12 +265,13 @@ impl Sessions {
         &self,
         signing: Reservation,
         user: UserId,
+        session: SessionId,
         refresh_token: RefreshToken,
     ) -> Result<TokenPair, SessionError> {
         let signer = Arc::clone(&self.signer);
         let now = self.clock.unix_now();
         let access = signing
-            .run(move || signer.issue(user, now))
+            .run(move || signer.issue(user, session, now))
             .await?
             .map_err(Bug::from)?;
         Ok(TokenPair {
@@ -246,8 +307,14 @@ mod tests {
         };
         let metrics = Arc::new(Metrics::default());
         let hasher = Arc::new(Hasher::new(Arc::new(CpuPool::new("b", 1, 8)), 4).unwrap());
+        let revocations = Arc::new(crate::service::Revocations::new(
+            db.clone(),
+            Duration::from_secs(60),
+            clock.as_ref(),
+        ));
         let outbox: Arc<dyn Outbox> = db;
         let shared = Shared {
+            revocations,
             mailroom: Arc::new(Mailroom::new(
                 outbox,
                 Default::default(),
@@ -292,12 +359,14 @@ mod tests {
         let email = Email::parse("nobody@example.com").unwrap();
         let before = hasher.work();
         let client = ClientAddr::of("127.0.0.1".parse().unwrap());
-        let outcome = sessions.login(client, email.clone(), password()).await;
+        let outcome = sessions
+            .login(client, email.clone(), password(), None)
+            .await;
         assert!(matches!(outcome, Err(SessionError::InvalidCredentials)));
         assert_eq!(hasher.work().verifications, before.verifications + 1);
         assert_eq!(hasher.work().hashes, before.hashes);
         // Past the limit (1 failure), the attempt is refused before any bcrypt work.
-        let outcome = sessions.login(client, email, password()).await;
+        let outcome = sessions.login(client, email, password(), None).await;
         assert!(matches!(outcome, Err(SessionError::RateLimited { .. })));
         assert_eq!(hasher.work().verifications, before.verifications + 1);
     }

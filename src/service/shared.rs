@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::Mailroom;
+use super::{Mailroom, Revocations};
 use crate::clock::Clock;
 use crate::cpu_pool::PoolError;
 use crate::hasher::Hasher;
@@ -16,6 +16,8 @@ pub struct Shared {
     pub repos: Repos,
     pub hasher: Arc<Hasher>,
     pub mailroom: Arc<Mailroom>,
+    /// Which sessions have ended; told at once when this replica ends one.
+    pub revocations: Arc<Revocations>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
 }

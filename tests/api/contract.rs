@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use authd::clock::ManualClock;
 use authd::domain::{
-    classify, Email, PasswordHash, Refresh, ResetGrant, SessionId, TokenHash, TokenState, UserId,
-    Verdict,
+    classify, Email, PasswordHash, Refresh, ResetGrant, SessionId, TokenHash, TokenState,
+    UserAgent, UserId, Verdict,
 };
 use authd::repo::{
-    CreateUserError, NewRefreshToken, NewUser, OutgoingEmail, RateKey, Repos, Rotation,
+    CreateUserError, NewRefreshToken, NewSession, NewUser, OutgoingEmail, RateKey, Repos, Rotation,
 };
 use authd::Config;
 
@@ -85,7 +85,17 @@ async fn new_user(repos: &Repos, address: &str) -> UserId {
 fn token(n: u8, ttl: Duration) -> NewRefreshToken {
     NewRefreshToken {
         hash: hash::<Refresh>(n),
+        created_at: SystemTime::now(),
         expires_at: SystemTime::now() + ttl,
+    }
+}
+
+fn new_session(id: SessionId, user: UserId, first: NewRefreshToken) -> NewSession {
+    NewSession {
+        id,
+        user,
+        user_agent: UserAgent::parse("contract-test/1"),
+        first,
     }
 }
 
@@ -94,7 +104,7 @@ async fn session(repos: &Repos, user: UserId, first: NewRefreshToken) -> Session
     let id = SessionId::random();
     assert!(repos
         .refresh_tokens
-        .start_session(id, user, &stored_hash(), first)
+        .start_session(new_session(id, user, first), &stored_hash())
         .await
         .unwrap());
     id
@@ -192,7 +202,13 @@ async fn verification_and_password_changes_stick(backend: Backend) {
     let stale = PasswordHash::from_stored("not the current hash".into());
     assert!(!repos
         .users
-        .set_password(id, &stale, PasswordHash::from_stored("lost".into()), true)
+        .set_password(
+            id,
+            &stale,
+            PasswordHash::from_stored("lost".into()),
+            true,
+            SystemTime::now()
+        )
         .await
         .unwrap());
     assert!(repos
@@ -201,7 +217,8 @@ async fn verification_and_password_changes_stick(backend: Backend) {
             id,
             &stored_hash(),
             PasswordHash::from_stored("new".into()),
-            true
+            true,
+            SystemTime::now(),
         )
         .await
         .unwrap());
@@ -219,7 +236,8 @@ async fn verification_and_password_changes_stick(backend: Backend) {
             UserId::random(),
             &stored_hash(),
             PasswordHash::from_stored("x".into()),
-            false
+            false,
+            SystemTime::now(),
         )
         .await
         .unwrap());
@@ -232,7 +250,10 @@ async fn a_session_starts_only_under_the_password_that_was_checked(backend: Back
     let rt = &repos.refresh_tokens;
     let stale = PasswordHash::from_stored("changed meanwhile".into());
     assert!(!rt
-        .start_session(SessionId::random(), user, &stale, token(1, DAY))
+        .start_session(
+            new_session(SessionId::random(), user, token(1, DAY)),
+            &stale
+        )
         .await
         .unwrap());
     let now = SystemTime::now();
@@ -242,14 +263,125 @@ async fn a_session_starts_only_under_the_password_that_was_checked(backend: Back
     );
     assert!(!rt
         .start_session(
-            SessionId::random(),
-            UserId::random(),
+            new_session(SessionId::random(), UserId::random(), token(3, DAY)),
             &stored_hash(),
-            token(3, DAY)
         )
         .await
         .unwrap());
     session(&repos, user, token(4, DAY)).await;
+}
+
+both!(sessions_list_only_the_live_ones_of_their_user);
+/// `GET /sessions` reads this: a session's `last_used_at` moves with every rotation
+/// (no write of its own), and ended or spent sessions are not listed.
+async fn sessions_list_only_the_live_ones_of_their_user(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let rt = &repos.refresh_tokens;
+    let ann = new_user(&repos, "lister@example.com").await;
+    let bob = new_user(&repos, "other-lister@example.com").await;
+    let first = session(&repos, ann, token(1, DAY)).await;
+    let second = session(&repos, ann, token(2, DAY)).await;
+    session(&repos, bob, token(3, DAY)).await;
+    let listed = rt.sessions(ann, SystemTime::now()).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(ids, vec![first, second]);
+    assert_eq!(
+        listed[0].user_agent.as_ref().map(UserAgent::as_str),
+        Some("contract-test/1")
+    );
+    let used_before = listed[0].last_used_at;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later = NewRefreshToken {
+        created_at: SystemTime::now(),
+        ..token(4, DAY)
+    };
+    let rotated = rt.rotate(&hash(1), later, SystemTime::now()).await.unwrap();
+    assert!(matches!(rotated, Rotation::Rotated { session, .. } if session == first));
+    let listed = rt.sessions(ann, SystemTime::now()).await.unwrap();
+    assert!(listed[0].last_used_at > used_before, "a rotation is a use");
+    assert!(listed[0].created_at <= used_before);
+
+    // Someone else's session is not the caller's to end.
+    assert!(!rt
+        .revoke_user_session(bob, first, SystemTime::now())
+        .await
+        .unwrap());
+    assert!(rt
+        .revoke_user_session(ann, first, SystemTime::now())
+        .await
+        .unwrap());
+    assert!(!rt
+        .revoke_user_session(ann, first, SystemTime::now())
+        .await
+        .unwrap());
+    let ids: Vec<_> = rt
+        .sessions(ann, SystemTime::now())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(ids, vec![second]);
+    rt.revoke_user_sessions(ann, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(rt
+        .sessions(ann, SystemTime::now())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(rt.sessions(bob, SystemTime::now()).await.unwrap().len(), 1);
+    // A session whose every token has expired is over, even if never ended.
+    let later = SystemTime::now() + 2 * DAY;
+    assert!(rt.sessions(bob, later).await.unwrap().is_empty());
+}
+
+both!(every_way_a_session_ends_is_read_back_in_order);
+/// What every replica polls to refuse ended sessions' access tokens (SPEC §9).
+async fn every_way_a_session_ends_is_read_back_in_order(backend: Backend) {
+    let (repos, clock, _s) = repos_with_clock(backend).await;
+    let rt = &repos.refresh_tokens;
+    let since = authd::clock::Clock::now(clock.as_ref()) - Duration::from_secs(1);
+    let user = new_user(&repos, "ender@example.com").await;
+    let logout = session(&repos, user, token(1, DAY)).await;
+    let revoked = session(&repos, user, token(2, DAY)).await;
+    let everywhere = session(&repos, user, token(3, DAY)).await;
+    let by_password = session(&repos, user, token(4, DAY)).await;
+    let other = new_user(&repos, "bystander@example.com").await;
+    let live = session(&repos, other, token(5, DAY)).await;
+
+    let step = |clock: &ManualClock| clock.advance(Duration::from_millis(5));
+    let now = || authd::clock::Clock::now(clock.as_ref());
+    rt.revoke_session_of(&hash(1), now()).await.unwrap();
+    step(&clock);
+    rt.revoke_user_session(user, revoked, now()).await.unwrap();
+    step(&clock);
+    rt.revoke_session(everywhere, now()).await.unwrap();
+    step(&clock);
+    // Ending an ended session does not end it again.
+    rt.revoke_session(logout, now()).await.unwrap();
+    assert!(repos
+        .users
+        .set_password(
+            user,
+            &stored_hash(),
+            PasswordHash::from_stored("new".into()),
+            false,
+            now(),
+        )
+        .await
+        .unwrap());
+
+    let ended = rt.ended_since(since, 100).await.unwrap();
+    let ids: Vec<_> = ended.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![logout, revoked, everywhere, by_password]);
+    assert!(!ids.contains(&live));
+    assert!(ended.windows(2).all(|w| w[0].1 <= w[1].1));
+    // Reading on from the second end gives what came after it; a limit cuts the batch.
+    let after = rt.ended_since(ended[1].1, 100).await.unwrap();
+    let ids: Vec<_> = after.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![everywhere, by_password]);
+    assert_eq!(rt.ended_since(since, 2).await.unwrap().len(), 2);
 }
 
 both!(rotation_reports_the_state_of_every_token_it_refuses);

@@ -70,6 +70,13 @@ async fn postgres_down_gives_quick_503s_and_recovery() {
     app.verified_user("before@example.com").await;
     app.register("pending@example.com", PASSWORD).await;
     let link = app.verification_path("pending@example.com", 1).await;
+    let (access, _) = app.session("bearer@example.com").await;
+    let authz = || async {
+        app.with_bearer(hyper::Method::GET, "/authz", &access)
+            .await
+            .status
+    };
+    assert_eq!(authz().await, StatusCode::OK);
 
     in_background(&pg, Owned::stop).await;
     // A click while PostgreSQL is down fails with 503 but must not spend the link.
@@ -87,6 +94,13 @@ async fn postgres_down_gives_quick_503s_and_recovery() {
         assert!(took < Duration::from_millis(2500), "{what} took {took:?}");
     }
     assert_still_serving(&app, "postgres").await;
+    // Revocations can no longer be read: bearer checks soon stop trusting what they know
+    // rather than accept a session that may have ended meanwhile (SPEC §9).
+    let stale = eventually(Duration::from_secs(6), || async {
+        authz().await == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert!(stale, "/authz kept answering from stale revocations");
     let metrics = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
     assert!(
         metrics.contains("authd_dependency_errors_total{dependency=\"postgres\""),
@@ -103,6 +117,12 @@ async fn postgres_down_gives_quick_503s_and_recovery() {
         "authd did not recover after PostgreSQL came back"
     );
     assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            authz().await == StatusCode::OK
+        })
+        .await
+    );
     assert_eq!(
         app.login("before@example.com", PASSWORD).await.status,
         StatusCode::OK

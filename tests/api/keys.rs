@@ -213,3 +213,142 @@ async fn head_on_jwks_has_headers_and_no_body() {
     );
     assert_eq!(head.header("cache-control"), get.header("cache-control"));
 }
+
+/// SPEC §9: discovery names authd's issuer byte for byte, and only endpoints authd serves.
+#[tokio::test]
+async fn discovery_names_the_issuer_of_the_tokens_and_only_served_endpoints() {
+    for issuer in [None, Some("https://auth.example/tenant")] {
+        let overrides: Vec<(&str, &str)> = issuer.map(|i| ("AUTH_ISSUER", i)).into_iter().collect();
+        let app = spawn_app_with(Backend::Memory, &overrides).await;
+        let openid = app.get("/.well-known/openid-configuration").await;
+        assert_eq!(openid.status, StatusCode::OK);
+        assert_eq!(openid.header("content-type"), Some("application/json"));
+        assert_eq!(openid.header("cache-control"), Some("public, max-age=300"));
+        let oauth = app.get("/.well-known/oauth-authorization-server").await;
+        assert_eq!(oauth.body, openid.body, "RFC 8414 serves the same document");
+        let doc = openid.json();
+
+        let user = app.verified_user("disco@example.com").await;
+        let access = app
+            .login("disco@example.com", crate::support::PASSWORD)
+            .await
+            .json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let payload = access.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(doc["issuer"], claims["iss"], "issuer is the tokens' iss");
+        if let Some(issuer) = issuer {
+            assert_eq!(doc["issuer"], issuer);
+        }
+        assert_eq!(
+            doc["id_token_signing_alg_values_supported"],
+            serde_json::json!(["RS256"])
+        );
+        assert_eq!(
+            doc["subject_types_supported"],
+            serde_json::json!(["public"])
+        );
+        for claim in [
+            "iss",
+            "sub",
+            "exp",
+            "iat",
+            "jti",
+            "sid",
+            "email",
+            "email_verified",
+        ] {
+            assert!(
+                doc["claims_supported"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from(claim)),
+                "{claim}"
+            );
+        }
+        // Every URL it names is one authd serves, on its public URL.
+        let base = format!("http://{}", app.addr);
+        let mut named = 0;
+        for (field, value) in doc.as_object().unwrap() {
+            if !(field.ends_with("_endpoint") || field.ends_with("_uri")) {
+                continue;
+            }
+            named += 1;
+            let url = value.as_str().unwrap();
+            let path = url
+                .strip_prefix(&base)
+                .unwrap_or_else(|| panic!("{field} {url} is not under {base}"));
+            assert!(
+                authd::router::ROUTES
+                    .iter()
+                    .any(|r| r.method == Method::GET && r.path == path),
+                "{field} {url} is not served"
+            );
+        }
+        assert_eq!(named, 2, "jwks_uri and userinfo_endpoint: {doc}");
+        let res = app
+            .request(
+                Method::GET,
+                "/userinfo",
+                &[("authorization", &format!("Bearer {access}"))],
+                None,
+            )
+            .await;
+        assert_eq!(res.json()["sub"], user.as_str());
+    }
+}
+
+/// The client libraries the discovery test drives, pinned.
+const OIDC_CLIENT: [&str; 2] = ["openid-client@6.9.0", "jose@6.2.18"];
+
+/// SPEC §9: a stock OIDC client library (node `openid-client`, with `jose` for the
+/// signature) configured with nothing but the issuer URL finds authd's keys, verifies its
+/// access token and reads `/userinfo`.
+#[tokio::test]
+async fn a_stock_oidc_client_discovers_authd_from_the_issuer_alone() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/oidc-client");
+    let install = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || crate::support::node_packages(&dir, &OIDC_CLIENT))
+    };
+    install.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+    let script = dir.join("discover.mjs");
+    std::fs::copy(testdata("oidc/discover.mjs"), &script).unwrap();
+
+    let app = spawn_app(Backend::Memory).await;
+    let user = app.verified_user("oidc@example.com").await;
+    let access = app
+        .login("oidc@example.com", crate::support::PASSWORD)
+        .await
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let issuer = format!("http://{}", app.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .arg(&issuer)
+            .arg(&access)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "openid-client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["issuer"], format!("http://{}", app.addr).as_str());
+    assert_eq!(seen["alg"], "RS256");
+    assert_eq!(seen["sub"], user.as_str());
+    assert!(seen["sid"].is_string());
+    assert_eq!(seen["userinfo"]["sub"], user.as_str());
+    assert_eq!(seen["userinfo"]["email"], "oidc@example.com");
+    assert_eq!(seen["userinfo"]["email_verified"], true);
+}

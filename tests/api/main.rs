@@ -24,6 +24,7 @@ mod register;
 mod resend;
 mod rotation;
 mod scale;
+mod sessions;
 mod startup;
 mod tls;
 mod verify;

@@ -254,6 +254,52 @@ async fn every_answer_of_a_flow_is_documented() {
         .await;
     assert_eq!(res.status, 204);
     conforms(&doc, "post", "/password/change", &res);
+    let access = app
+        .login("doc@example.com", "another passphrase")
+        .await
+        .json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bearer = |method: Method, path: &'static str, token: Option<&str>| {
+        let (app, doc) = (&app, &doc);
+        let token = token.map(String::from);
+        async move {
+            let res = match &token {
+                Some(t) => app.with_bearer(method.clone(), path, t).await,
+                None => app.request(method.clone(), path, &[], None).await,
+            };
+            let documented = if path.starts_with("/sessions/") {
+                "/sessions/{id}"
+            } else {
+                path
+            };
+            conforms(doc, &method.as_str().to_lowercase(), documented, &res);
+            res
+        }
+    };
+    for path in ["/authz", "/userinfo", "/sessions"] {
+        assert_eq!(bearer(Method::GET, path, Some(&access)).await.status, 200);
+        assert_eq!(bearer(Method::GET, path, None).await.status, 401);
+    }
+    let unknown = "/sessions/00000000-0000-4000-8000-000000000000";
+    assert_eq!(
+        bearer(Method::DELETE, unknown, Some(&access)).await.status,
+        404
+    );
+    assert_eq!(bearer(Method::DELETE, unknown, None).await.status, 401);
+    assert_eq!(
+        bearer(Method::DELETE, "/sessions", Some(&access))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        bearer(Method::DELETE, "/sessions", Some(&access))
+            .await
+            .status,
+        401
+    );
     for _ in 0..3 {
         check(
             &doc,
@@ -264,7 +310,14 @@ async fn every_answer_of_a_flow_is_documented() {
         )
         .await;
     } // 401, 401, 429
-    for path in ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"] {
+    for path in [
+        "/.well-known/jwks.json",
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
         check(&doc, &app, "get", path, None).await;
     }
 }

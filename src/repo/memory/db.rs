@@ -6,18 +6,22 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use crate::domain::{Email, Refresh, SessionId, TokenHash, User, UserId};
+use crate::domain::{Email, Refresh, SessionId, TokenHash, User, UserAgent, UserId};
 use crate::repo::{Dependency, OutgoingEmail, RepoError};
 
 pub(super) struct TokenRecord {
     pub session: SessionId,
+    pub created_at: SystemTime,
     pub expires_at: SystemTime,
     pub rotated_at: Option<SystemTime>,
 }
 
 pub(super) struct Session {
     pub user: UserId,
-    pub revoked: bool,
+    pub created_at: SystemTime,
+    pub user_agent: Option<UserAgent>,
+    /// When it ended.
+    pub revoked: Option<SystemTime>,
 }
 
 pub(super) enum OutboxState {
@@ -57,9 +61,9 @@ impl Tables {
         self.outbox.insert(self.next_outbox_id, row);
     }
 
-    pub fn revoke_sessions_of(&mut self, user: UserId) {
+    pub fn revoke_sessions_of(&mut self, user: UserId, now: SystemTime) {
         for session in self.sessions.values_mut().filter(|s| s.user == user) {
-            session.revoked = true;
+            session.revoked.get_or_insert(now);
         }
     }
 }

@@ -7,37 +7,40 @@ use async_trait::async_trait;
 
 use super::db::{Session, Tables, TokenRecord};
 use super::MemoryDb;
-use crate::domain::{PasswordHash, Refresh, SessionId, TokenHash, TokenState, UserId};
-use crate::repo::{NewRefreshToken, RefreshTokens, RepoError, Rotation};
+use crate::domain::{PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserId};
+use crate::repo::{NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
 #[async_trait]
 impl RefreshTokens for MemoryDb {
     async fn start_session(
         &self,
-        id: SessionId,
-        user: UserId,
+        session: NewSession,
         password: &PasswordHash,
-        first: NewRefreshToken,
     ) -> Result<bool, RepoError> {
         let mut tables = self.lock()?;
         if tables
             .users
-            .get(&user)
+            .get(&session.user)
             .is_none_or(|u| u.password_hash != *password)
         {
             return Ok(false);
         }
-        let session = Session {
-            user,
-            revoked: false,
+        // The session starts when its first token is issued.
+        let now = session.first.created_at;
+        let record = Session {
+            user: session.user,
+            created_at: now,
+            user_agent: session.user_agent,
+            revoked: None,
         };
-        tables.sessions.insert(id, session);
-        let record = TokenRecord {
-            session: id,
-            expires_at: first.expires_at,
+        tables.sessions.insert(session.id, record);
+        let first = TokenRecord {
+            session: session.id,
+            created_at: now,
+            expires_at: session.first.expires_at,
             rotated_at: None,
         };
-        tables.tokens.insert(first.hash, record);
+        tables.tokens.insert(session.first.hash, first);
         Ok(true)
     }
 
@@ -61,7 +64,7 @@ impl RefreshTokens for MemoryDb {
             session: record.session,
             rotated_at: record.rotated_at,
             expires_at: record.expires_at,
-            session_revoked: session.revoked,
+            session_revoked: session.revoked.is_some(),
         };
         if !state.is_current(now) {
             return Ok(Rotation::Refused(Some(state)));
@@ -69,6 +72,7 @@ impl RefreshTokens for MemoryDb {
         record.rotated_at = Some(now);
         let next = TokenRecord {
             session: state.session,
+            created_at: now,
             expires_at: successor.expires_at,
             rotated_at: None,
         };
@@ -80,9 +84,9 @@ impl RefreshTokens for MemoryDb {
         })
     }
 
-    async fn revoke_session(&self, id: SessionId, _now: SystemTime) -> Result<(), RepoError> {
+    async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<(), RepoError> {
         if let Some(session) = self.lock()?.sessions.get_mut(&id) {
-            session.revoked = true;
+            session.revoked.get_or_insert(now);
         }
         Ok(())
     }
@@ -97,6 +101,68 @@ impl RefreshTokens for MemoryDb {
             Some(id) => self.revoke_session(id, now).await,
             None => Ok(()),
         }
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: SystemTime,
+    ) -> Result<bool, RepoError> {
+        let mut tables = self.lock()?;
+        match tables.sessions.get_mut(&id) {
+            Some(session) if session.user == user && session.revoked.is_none() => {
+                session.revoked = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId, now: SystemTime) -> Result<(), RepoError> {
+        self.lock()?.revoke_sessions_of(user, now);
+        Ok(())
+    }
+
+    async fn sessions(&self, user: UserId, now: SystemTime) -> Result<Vec<SessionInfo>, RepoError> {
+        let tables = self.lock()?;
+        let mut live: Vec<SessionInfo> = tables
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user == user && s.revoked.is_none())
+            .filter_map(|(id, s)| {
+                let tokens = tables.tokens.values().filter(|t| t.session == *id);
+                let (mut last_used, mut current) = (s.created_at, false);
+                for t in tokens {
+                    last_used = last_used.max(t.created_at);
+                    current |= t.rotated_at.is_none() && t.expires_at > now;
+                }
+                current.then(|| SessionInfo {
+                    id: *id,
+                    created_at: s.created_at,
+                    last_used_at: last_used,
+                    user_agent: s.user_agent.clone(),
+                })
+            })
+            .collect();
+        live.sort_by_key(|s| (s.created_at, s.id));
+        Ok(live)
+    }
+
+    async fn ended_since(
+        &self,
+        since: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, SystemTime)>, RepoError> {
+        let tables = self.lock()?;
+        let mut ended: Vec<(SessionId, SystemTime)> = tables
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| s.revoked.filter(|at| *at > since).map(|at| (*id, at)))
+            .collect();
+        ended.sort_by_key(|(id, at)| (*at, *id));
+        ended.truncate(limit);
+        Ok(ended)
     }
 
     async fn purge_expired(&self, now: SystemTime, limit: usize) -> Result<u64, RepoError> {

@@ -58,6 +58,7 @@ impl Users for MemoryDb {
         current: &PasswordHash,
         new: PasswordHash,
         verified: bool,
+        now: SystemTime,
     ) -> Result<bool, RepoError> {
         let mut tables = self.lock()?;
         let Some(user) = tables
@@ -69,7 +70,7 @@ impl Users for MemoryDb {
         };
         user.password_hash = new;
         user.email_verified |= verified;
-        tables.revoke_sessions_of(id);
+        tables.revoke_sessions_of(id, now);
         Ok(true)
     }
 }

@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_outbox_orphans.sql",
         include_str!("../../../sql/0006_outbox_orphans.sql"),
     ),
+    (
+        7,
+        "0007_sessions.sql",
+        include_str!("../../../sql/0007_sessions.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming authd's migration lock.

@@ -6,8 +6,10 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use crate::domain::{PasswordHash, Refresh, SessionId, TokenHash, TokenState, UserId};
-use crate::repo::{NewRefreshToken, RefreshTokens, RepoError, Rotation};
+use crate::domain::{
+    PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserAgent, UserId,
+};
+use crate::repo::{NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
 /// FOR SHARE on the user row: a concurrent password change (which updates that row, then
 /// revokes the sessions) either waits for this session to exist and then revokes it, or
@@ -16,7 +18,8 @@ const START_SESSION: &str = "
     WITH account AS (
         SELECT id FROM users WHERE id = $2 AND password_hash = $5 FOR SHARE
     ), family AS (
-        INSERT INTO refresh_families (id, user_id) SELECT $1, id FROM account RETURNING id
+        INSERT INTO refresh_families (id, user_id, user_agent) SELECT $1, id, $6 FROM account
+        RETURNING id
     )
     INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
     SELECT $3, id, $4 FROM family";
@@ -44,13 +47,41 @@ const TOKEN_STATE: &str = "
     FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
     WHERE t.token_hash = $1";
 
+// Sessions end at `clock_timestamp()`: one clock for every replica, and the time the
+// statement runs rather than the transaction's start, so that `ended_since` may read
+// them back with a short overlap.
+
 const REVOKE_SESSION: &str = "
-    UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
+    UPDATE refresh_families SET revoked_at = clock_timestamp() WHERE id = $1 AND revoked_at IS NULL";
 
 const REVOKE_SESSION_OF_TOKEN: &str = "
-    UPDATE refresh_families SET revoked_at = $2
+    UPDATE refresh_families SET revoked_at = clock_timestamp()
     WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
       AND revoked_at IS NULL";
+
+const REVOKE_USER_SESSION: &str = "
+    UPDATE refresh_families SET revoked_at = clock_timestamp()
+    WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+
+const REVOKE_USER_SESSIONS: &str = "
+    UPDATE refresh_families SET revoked_at = clock_timestamp()
+    WHERE user_id = $1 AND revoked_at IS NULL";
+
+/// Live sessions: not ended, with a token that may still be spent. A session was last
+/// used when its newest token was issued: the rotation's own insert says it, no extra
+/// write on the refresh path.
+const SESSIONS: &str = "
+    SELECT f.id, f.created_at, max(t.created_at), f.user_agent
+    FROM refresh_families f JOIN refresh_tokens t ON t.family_id = f.id
+    WHERE f.user_id = $1 AND f.revoked_at IS NULL
+    GROUP BY f.id
+    HAVING bool_or(t.rotated_at IS NULL AND t.expires_at > $2)
+    ORDER BY f.created_at, f.id";
+
+/// By `refresh_families_revoked_idx`.
+const ENDED_SINCE: &str = "
+    SELECT id, revoked_at FROM refresh_families
+    WHERE revoked_at > $1 ORDER BY revoked_at, id LIMIT $2";
 
 /// One batch of expired tokens (by `refresh_tokens_expires_idx`), and their sessions.
 const PURGE_EXPIRED_TOKENS: &str = "
@@ -69,20 +100,20 @@ const PURGE_EMPTY_SESSIONS: &str = "
 impl RefreshTokens for PgStore {
     async fn start_session(
         &self,
-        id: SessionId,
-        user: UserId,
+        session: NewSession,
         password: &PasswordHash,
-        first: NewRefreshToken,
     ) -> Result<bool, RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(START_SESSION).await?;
-            let hash: &[u8] = first.hash.as_bytes();
-            let params: [&(dyn ToSql + Sync); 5] = [
-                &id.as_uuid(),
-                &user.as_uuid(),
+            let hash: &[u8] = session.first.hash.as_bytes();
+            let agent = session.user_agent.as_ref().map(UserAgent::as_str);
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &session.id.as_uuid(),
+                &session.user.as_uuid(),
                 &hash,
-                &first.expires_at,
+                &session.first.expires_at,
                 &password.as_str(),
+                &agent,
             ];
             Ok(client.execute(&stmt, &params).await? == 1)
         })
@@ -118,10 +149,10 @@ impl RefreshTokens for PgStore {
         .await
     }
 
-    async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<(), RepoError> {
+    async fn revoke_session(&self, id: SessionId, _now: SystemTime) -> Result<(), RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(REVOKE_SESSION).await?;
-            client.execute(&stmt, &[&id.as_uuid(), &now]).await?;
+            client.execute(&stmt, &[&id.as_uuid()]).await?;
             Ok(())
         })
         .await
@@ -130,13 +161,72 @@ impl RefreshTokens for PgStore {
     async fn revoke_session_of(
         &self,
         token: &TokenHash<Refresh>,
-        now: SystemTime,
+        _now: SystemTime,
     ) -> Result<(), RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(REVOKE_SESSION_OF_TOKEN).await?;
             let hash: &[u8] = token.as_bytes();
-            client.execute(&stmt, &[&hash, &now]).await?;
+            client.execute(&stmt, &[&hash]).await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn revoke_user_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        _now: SystemTime,
+    ) -> Result<bool, RepoError> {
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(REVOKE_USER_SESSION).await?;
+            Ok(client
+                .execute(&stmt, &[&id.as_uuid(), &user.as_uuid()])
+                .await?
+                == 1)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId, _now: SystemTime) -> Result<(), RepoError> {
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(REVOKE_USER_SESSIONS).await?;
+            client.execute(&stmt, &[&user.as_uuid()]).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sessions(&self, user: UserId, now: SystemTime) -> Result<Vec<SessionInfo>, RepoError> {
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(SESSIONS).await?;
+            let rows = client.query(&stmt, &[&user.as_uuid(), &now]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| SessionInfo {
+                    id: SessionId::from_uuid(row.get(0)),
+                    created_at: row.get(1),
+                    last_used_at: row.get(2),
+                    user_agent: row.get::<_, Option<&str>>(3).and_then(UserAgent::parse),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn ended_since(
+        &self,
+        since: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<(SessionId, SystemTime)>, RepoError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|client| async move {
+            let stmt = client.prepare_cached(ENDED_SINCE).await?;
+            let rows = client.query(&stmt, &[&since, &limit]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| (SessionId::from_uuid(row.get(0)), row.get(1)))
+                .collect())
         })
         .await
     }

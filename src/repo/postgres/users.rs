@@ -34,8 +34,11 @@ const SET_PASSWORD: &str = "
     UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now()
     WHERE id = $1 AND password_hash = $4";
 
+/// `clock_timestamp()`, not `now()` (the transaction's start): replicas read revocations
+/// back by this time (see `ended_since`).
 const REVOKE_SESSIONS_OF_USER: &str = "
-    UPDATE refresh_families SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL";
+    UPDATE refresh_families SET revoked_at = clock_timestamp()
+    WHERE user_id = $1 AND revoked_at IS NULL";
 
 fn user_from_row(row: &tokio_postgres::Row) -> Result<User, RepoError> {
     let email: &str = row.get("email");
@@ -116,6 +119,7 @@ impl Users for PgStore {
         current: &PasswordHash,
         new: PasswordHash,
         verified: bool,
+        _now: SystemTime,
     ) -> Result<bool, RepoError> {
         self.with(|mut client| async move {
             let tx = client.transaction().await?;

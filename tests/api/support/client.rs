@@ -188,6 +188,13 @@ impl Client {
             .await
     }
 
+    /// `method path` with `Authorization: Bearer <token>`.
+    pub async fn with_bearer(&self, method: Method, path: &str, token: &str) -> TestResponse {
+        let auth = format!("Bearer {token}");
+        self.request(method, path, &[("authorization", auth.as_str())], None)
+            .await
+    }
+
     pub async fn logout(&self, token: &str) -> TestResponse {
         self.post_json("/logout", &json!({"refresh_token": token}))
             .await

@@ -18,7 +18,8 @@ pub use app::{
     PASSWORD,
 };
 pub use authd_testkit::{
-    block_on, free_port, services, Owned, RedisCluster, SmtpSink, Storage, TestDatabase, TestRedis,
+    block_on, free_port, node_packages, services, Owned, RedisCluster, SmtpSink, Storage,
+    TestDatabase, TestRedis,
 };
 pub use client::{connect, Client, TestResponse};
 pub use pg_proxy::PgProxy;
