@@ -90,6 +90,9 @@ macro_rules! handler {
 }
 
 /// Every route authd serves.
+///
+/// `/authz/{*path}` takes any method because Envoy's `ext_authz` asks with the original
+/// request's method and appends its path to the configured prefix.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
     Route { method: Method::POST, path: "/register", label: "register", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(account::register) },
@@ -105,6 +108,12 @@ pub static ROUTES: &[Route] = &[
     Route { method: Method::GET, path: "/.well-known/openid-configuration", label: "openid_configuration", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::discovery) },
     Route { method: Method::GET, path: "/.well-known/oauth-authorization-server", label: "oauth_authorization_server", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::discovery) },
     Route { method: Method::GET, path: "/authz", label: "authz", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::GET, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::POST, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::PUT, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::PATCH, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::DELETE, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
+    Route { method: Method::OPTIONS, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
     Route { method: Method::GET, path: "/userinfo", label: "userinfo", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::userinfo) },
     Route { method: Method::GET, path: "/sessions", label: "sessions_list", scope: Scope::Public, limit: Limit::None, handler: handler!(session::list_sessions) },
     Route { method: Method::DELETE, path: "/sessions", label: "sessions_end_all", scope: Scope::Public, limit: Limit::None, handler: handler!(session::end_sessions) },
@@ -126,7 +135,8 @@ enum Lookup {
 }
 
 /// Matches `path` against a route's pattern, where a `{name}` segment matches any one
-/// non-empty segment; the values of those segments, in order.
+/// non-empty segment and a last `{*name}` segment the non-empty rest of the path; the
+/// values of those segments, in order.
 fn matches(pattern: &str, path: &str) -> Option<PathParams> {
     let mut params = Vec::new();
     let mut pattern_segments = pattern.split('/');
@@ -134,6 +144,11 @@ fn matches(pattern: &str, path: &str) -> Option<PathParams> {
     loop {
         match (pattern_segments.next(), path_segments.next()) {
             (None, None) => return Some(PathParams(params)),
+            (Some(p), Some(s)) if p.starts_with("{*") && p.ends_with('}') && !s.is_empty() => {
+                let rest: Vec<&str> = std::iter::once(s).chain(path_segments).collect();
+                params.push(rest.join("/"));
+                return Some(PathParams(params));
+            }
             (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') && !s.is_empty() => {
                 params.push(s.to_string());
             }
@@ -325,13 +340,42 @@ mod tests {
         assert!(matches("/sessions/{id}", "/sessions/a/b").is_none());
         assert!(matches("/sessions/{id}", "/sessions").is_none());
         assert_eq!(matches("/sessions", "/sessions").map(|p| p.0), Some(vec![]));
+        assert_eq!(
+            matches("/authz/{*path}", "/authz/api/v1/orders").map(|p| p.0),
+            Some(vec!["api/v1/orders".into()])
+        );
+        assert!(matches("/authz/{*path}", "/authz/").is_none());
+        assert!(matches("/authz/{*path}", "/authz").is_none());
     }
 
     #[test]
-    fn labels_are_unique() {
-        let mut labels: Vec<_> = ROUTES.iter().map(|r| r.label).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels.len(), ROUTES.len());
+    fn every_row_is_one_method_and_path_and_every_label_one_path() {
+        let mut rows: Vec<_> = ROUTES.iter().map(|r| (r.path, r.method.as_str())).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        assert_eq!(rows.len(), ROUTES.len());
+        for route in ROUTES {
+            assert!(ROUTES
+                .iter()
+                .filter(|r| r.label == route.label)
+                .all(|r| r.path == route.path));
+        }
+    }
+
+    #[test]
+    fn envoy_ext_authz_requests_reach_authz_with_any_method() {
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            let found = find(&method, "/authz/api/orders", Listener::Public, false);
+            assert!(
+                matches!(found, Lookup::Route(r, _) if r.label == "authz_forwarded"),
+                "{method}"
+            );
+        }
     }
 }

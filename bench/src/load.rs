@@ -61,6 +61,17 @@ impl Conn {
         path: &str,
         body: Option<String>,
     ) -> Result<(u16, Bytes), String> {
+        self.send_with(method, path, None, body).await
+    }
+
+    /// [`Conn::send`] with `Authorization: Bearer <bearer>` when given.
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes), String> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let stream = self.connect().await.map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
@@ -78,6 +89,9 @@ impl Conn {
             .header("host", "bench");
         if body.is_some() {
             req = req.header("content-type", "application/json");
+        }
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use authd_testkit::Storage;
 use report::{print_table, ratio_row, row, Report, Row};
-use scenarios::{chains, get, login_step, probe, refresh_step, run_load};
+use scenarios::{
+    access_tokens, authz_step, chains, get, login_step, probe, refresh_step, run_load,
+};
 use target::Authd;
 
 const USAGE: &str = "usage: authd-bench [options]
@@ -24,7 +26,7 @@ const USAGE: &str = "usage: authd-bench [options]
   --connections N      concurrent connections (default 32)
   --users N            seeded users (default 64)
   --cost N             bcrypt cost of the seeded users and of authd (default 12)
-  --scenarios LIST     comma-separated: jwks,login,refresh,isolation,slot-hold,forgot-flood,
+  --scenarios LIST     comma-separated: jwks,authz,login,refresh,isolation,slot-hold,forgot-flood,
                        login-flood,refresh-flood (default all)
   --json               print the results as JSON on stdout
   --smoke              a few seconds in all: proves the bench runs, measures nothing
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Options, String> {
         cost: 12,
         scenarios: [
             "jwks",
+            "authz",
             "login",
             "refresh",
             "isolation",
@@ -235,6 +238,15 @@ async fn core_scenarios(
                     "jwks",
                     stats,
                     Some(("trivial server", ceilings.trivial_server_rps, 0.7)),
+                ));
+            }
+            "authz" => {
+                let states = access_tokens(addr, &users, o.connections).await?;
+                let stats = run_load("authz", &o, addr, states, authz_step).await;
+                rows.push(row(
+                    "authz",
+                    stats,
+                    Some(("trivial server", ceilings.trivial_server_rps, 0.5)),
                 ));
             }
             "login" => {

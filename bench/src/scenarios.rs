@@ -100,6 +100,46 @@ async fn login(conn: &mut Conn, email: &str) -> Result<String, String> {
     }
 }
 
+/// Logs `email` in; its access token.
+async fn access_token(conn: &mut Conn, email: &str) -> Result<String, String> {
+    match conn
+        .send(Method::POST, "/login", Some(login_body(email)))
+        .await
+    {
+        Ok((200, body)) => {
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            v["access_token"]
+                .as_str()
+                .map(String::from)
+                .ok_or_else(|| "no access_token".into())
+        }
+        other => Err(format!("login: {other:?}")),
+    }
+}
+
+/// One access token per connection, each from a login of its own (a session each).
+pub async fn access_tokens(
+    addr: std::net::SocketAddr,
+    users: &[String],
+    n: usize,
+) -> Result<Vec<String>, String> {
+    let mut conn = Conn::new(addr);
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(access_token(&mut conn, &users[i % users.len()]).await?);
+    }
+    Ok(out)
+}
+
+/// Asks `/authz` about `token`, as a reverse proxy does before every API call.
+pub async fn authz_step(mut conn: Conn, token: String) -> (Conn, String, u16) {
+    let status = conn
+        .send_with(Method::GET, "/authz", Some(&token), None)
+        .await
+        .map_or(0, |(s, _)| s);
+    (conn, token, status)
+}
+
 fn refresh_token_of(body: &[u8]) -> Result<String, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     v["refresh_token"]

@@ -236,9 +236,10 @@ async fn bodies_that_are_not_json_objects_are_400_everywhere() {
     let app = spawn_app(Backend::Memory).await;
     let (access, _) = app.session("objects@example.com").await;
     let bearer = format!("Bearer {access}");
+    // `/authz/…` takes any method and ignores the body (Envoy's ext_authz sends none).
     for route in authd::router::ROUTES
         .iter()
-        .filter(|r| r.method == Method::POST)
+        .filter(|r| r.method == Method::POST && r.label != "authz_forwarded")
     {
         for body in [
             r#"["array@example.com","12345678"]"#,

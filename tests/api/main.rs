@@ -10,6 +10,7 @@ mod connections;
 mod contract;
 mod email;
 mod faults;
+mod gateway;
 mod health;
 mod http_rules;
 mod keys;

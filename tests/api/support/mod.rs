@@ -18,7 +18,7 @@ pub use app::{
     PASSWORD,
 };
 pub use authd_testkit::{
-    block_on, free_port, node_packages, services, Owned, RedisCluster, SmtpSink, Storage,
+    block_on, free_port, node_packages, services, Nginx, Owned, RedisCluster, SmtpSink, Storage,
     TestDatabase, TestRedis,
 };
 pub use client::{connect, Client, TestResponse};

@@ -54,6 +54,17 @@ pub(crate) fn is_root() -> bool {
 
 /// Installs Debian packages once per test run, when running as root.
 pub(crate) fn apt_install(packages: &[&str]) -> Result<(), String> {
+    apt_install_with(packages, &[])
+}
+
+/// As [`apt_install`], without letting the packages start their services (a web
+/// server's would take port 80 and outlive the tests).
+pub(crate) fn apt_install_without_starting(packages: &[&str]) -> Result<(), String> {
+    // invoke-rc.d starts nothing in runlevel 1.
+    apt_install_with(packages, &[("RUNLEVEL", "1")])
+}
+
+fn apt_install_with(packages: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     /// `apt-get update` runs once; each package list installs once.
     static UPDATED: Mutex<bool> = Mutex::new(false);
     let mut updated = UPDATED.lock().unwrap();
@@ -68,6 +79,7 @@ pub(crate) fn apt_install(packages: &[&str]) -> Result<(), String> {
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(packages)
+        .envs(env.iter().copied())
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
 }
