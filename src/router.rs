@@ -135,8 +135,8 @@ enum Lookup {
 }
 
 /// Matches `path` against a route's pattern, where a `{name}` segment matches any one
-/// non-empty segment and a last `{*name}` segment the non-empty rest of the path; the
-/// values of those segments, in order.
+/// non-empty segment and a last `{*name}` segment the rest of the path (empty for a
+/// trailing `/`); the values of those segments, in order.
 fn matches(pattern: &str, path: &str) -> Option<PathParams> {
     let mut params = Vec::new();
     let mut pattern_segments = pattern.split('/');
@@ -144,7 +144,7 @@ fn matches(pattern: &str, path: &str) -> Option<PathParams> {
     loop {
         match (pattern_segments.next(), path_segments.next()) {
             (None, None) => return Some(PathParams(params)),
-            (Some(p), Some(s)) if p.starts_with("{*") && p.ends_with('}') && !s.is_empty() => {
+            (Some(p), Some(s)) if p.starts_with("{*") && p.ends_with('}') => {
                 let rest: Vec<&str> = std::iter::once(s).chain(path_segments).collect();
                 params.push(rest.join("/"));
                 return Some(PathParams(params));
@@ -344,7 +344,11 @@ mod tests {
             matches("/authz/{*path}", "/authz/api/v1/orders").map(|p| p.0),
             Some(vec!["api/v1/orders".into()])
         );
-        assert!(matches("/authz/{*path}", "/authz/").is_none());
+        // Envoy asks about `/` as `/authz/`.
+        assert_eq!(
+            matches("/authz/{*path}", "/authz/").map(|p| p.0),
+            Some(vec!["".into()])
+        );
         assert!(matches("/authz/{*path}", "/authz").is_none());
     }
 

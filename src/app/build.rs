@@ -46,9 +46,10 @@ fn connection_cap(config: &Config) -> usize {
             return wanted;
         }
     };
+    // The request pool, and the housekeeping and revocation-reading connections.
     let own = FD_RESERVE
         + config.storage.db_pool_size as u64
-        + 1
+        + 2
         + ADMIN_CONNECTIONS as u64
         + config.mail.outbox_concurrency as u64;
     // Connections asked to close may overstay the cap by a sixteenth (and 16) meanwhile.
@@ -154,7 +155,8 @@ impl App {
         let revocations = Arc::new(Revocations::new(
             Arc::clone(&repos.refresh_tokens),
             config.tokens.access_ttl,
-            clock.as_ref(),
+            Arc::clone(&clock),
+            config.storage.database.is_none(),
         ));
         // Best effort: bearer checks answer 503 until a read succeeds (the poller retries).
         if let Err(e) = revocations.catch_up().await {
@@ -321,15 +323,26 @@ fn verifier_cache_control(config: &TokenConfig) -> HeaderValue {
 /// authd. There is no authorization or token endpoint in the OAuth sense, so none is listed.
 fn discovery(config: &TokenConfig, issuer: &str, public_url: &str) -> Prepared {
     let base = public_url.trim_end_matches('/');
+    let mut claims = vec![
+        "iss",
+        "sub",
+        "iat",
+        "exp",
+        "jti",
+        "sid",
+        "email",
+        "email_verified",
+    ];
+    if config.audience.is_some() {
+        claims.push("aud");
+    }
     let document = serde_json::json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "userinfo_endpoint": format!("{base}/userinfo"),
         "id_token_signing_alg_values_supported": ["RS256"],
         "subject_types_supported": ["public"],
-        "claims_supported": [
-            "iss", "sub", "aud", "iat", "exp", "jti", "sid", "email", "email_verified"
-        ],
+        "claims_supported": claims,
     });
     Prepared {
         body: Bytes::from(serde_json::to_vec(&document).expect("JSON always encodes")),

@@ -99,6 +99,13 @@ mod tests {
     }
 
     #[test]
+    fn refresh_tokens_may_not_die_before_their_access_tokens() {
+        let err = load(&[("AUTH_REFRESH_TTL", "10m"), ("AUTH_ACCESS_TTL", "30m")]).unwrap_err();
+        assert_eq!(variables(&err), ["AUTH_REFRESH_TTL"]);
+        assert!(load(&[("AUTH_REFRESH_TTL", "30m"), ("AUTH_ACCESS_TTL", "30m")]).is_ok());
+    }
+
+    #[test]
     fn every_bad_variable_is_reported_by_name() {
         let err = load(&[
             ("AUTH_ACCESS_TTL", "soon"),

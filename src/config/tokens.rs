@@ -42,13 +42,23 @@ impl TokenConfig {
         let retired_keys = r.list("AUTH_JWKS_EXTRA_KEYS", |path| {
             read_published_key(Path::new(path)).map_err(|e| format!("{path}: {e}"))
         });
+        let access_ttl = r.positive_duration("AUTH_ACCESS_TTL", Duration::from_secs(30 * 60));
+        let refresh_ttl = r.positive_duration("AUTH_REFRESH_TTL", Duration::from_secs(15 * 86_400));
+        // An ended session is remembered (for its access tokens to be refused) only as
+        // long as one of its refresh tokens is stored.
+        if refresh_ttl < access_ttl {
+            r.fail(
+                "AUTH_REFRESH_TTL",
+                "must be at least AUTH_ACCESS_TTL (a session's access tokens must not outlive its refresh tokens)",
+            );
+        }
         TokenConfig {
             signing_key,
             retired_keys,
             issuer: r.string("AUTH_ISSUER"),
             audience: r.string("AUTH_AUDIENCE"),
-            access_ttl: r.positive_duration("AUTH_ACCESS_TTL", Duration::from_secs(30 * 60)),
-            refresh_ttl: r.positive_duration("AUTH_REFRESH_TTL", Duration::from_secs(15 * 86_400)),
+            access_ttl,
+            refresh_ttl,
             verify_ttl: r.positive_duration("AUTH_VERIFY_TTL", Duration::from_secs(4 * 3600)),
             reset_ttl: r.positive_duration("AUTH_RESET_TTL", Duration::from_secs(30 * 60)),
             refresh_reuse_grace: r.duration("AUTH_REFRESH_REUSE_GRACE", Duration::ZERO),

@@ -45,7 +45,9 @@ impl fmt::Debug for SessionId {
 }
 
 /// The `User-Agent` a session was started with, as `GET /sessions` shows it: printable
-/// text, at most [`UserAgent::MAX_LEN`] bytes (longer is cut at a character boundary).
+/// ASCII (RFC 9110 asks no more of it), every other character shown as `?` — so that no
+/// control, zero-width or bidi character can disguise one device as another — at most
+/// [`UserAgent::MAX_LEN`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAgent(String);
 
@@ -54,14 +56,12 @@ impl UserAgent {
 
     /// `None` for an empty or absent value.
     pub fn parse(raw: &str) -> Option<UserAgent> {
-        let mut text: String = raw.trim().chars().filter(|c| !c.is_control()).collect();
-        if text.len() > Self::MAX_LEN {
-            let mut end = Self::MAX_LEN;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
+        let text: String = raw
+            .trim()
+            .chars()
+            .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+            .take(Self::MAX_LEN)
+            .collect();
         (!text.is_empty()).then_some(UserAgent(text))
     }
 
@@ -159,16 +159,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_agents_are_printable_and_bounded() {
-        assert_eq!(UserAgent::parse("  "), None);
+    fn user_agents_are_printable_ascii_and_bounded() {
+        let ua = |s: &str| UserAgent::parse(s).map(|u| u.as_str().to_string());
+        assert_eq!(ua("  curl/8.5  "), Some("curl/8.5".into()));
+        assert_eq!(ua(""), None);
+        assert_eq!(ua("   "), None);
+        // A bell, a right-to-left override, a zero-width space, a tab, a non-ASCII letter.
         assert_eq!(
-            UserAgent::parse("curl/8.5\u{7}").unwrap().as_str(),
-            "curl/8.5"
+            ua("curl\u{7}Phone\u{202e}x\u{200b}y\tz\u{e9}"),
+            Some("curl?Phone?x?y?z?".into())
         );
-        let long = "é".repeat(200);
-        let agent = UserAgent::parse(&long).unwrap();
-        assert!(agent.as_str().len() <= UserAgent::MAX_LEN);
-        assert!(agent.as_str().len() >= UserAgent::MAX_LEN - 1);
+        assert_eq!(ua(&"a".repeat(300)).unwrap().len(), UserAgent::MAX_LEN);
+        assert_eq!(
+            ua(&"é".repeat(300)).unwrap(),
+            "?".repeat(UserAgent::MAX_LEN)
+        );
     }
 
     #[test]

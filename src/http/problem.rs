@@ -169,6 +169,11 @@ impl Problem {
     /// A dependency failed. The cause is logged, never sent.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Problem {
         tracing::warn!(%cause, "dependency unavailable");
+        Problem::unavailable_unlogged()
+    }
+
+    /// A dependency failed, and what failed is logged elsewhere, once: not per request.
+    pub fn unavailable_unlogged() -> Problem {
         let mut p = Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -241,7 +246,8 @@ impl From<BearerError> for Problem {
     fn from(e: BearerError) -> Problem {
         match e {
             BearerError::Invalid => Problem::invalid_access_token(),
-            BearerError::Unavailable(stale) => Problem::unavailable(&stale),
+            // The revocation poller logs the store's failure.
+            BearerError::Unavailable(_) => Problem::unavailable_unlogged(),
         }
     }
 }

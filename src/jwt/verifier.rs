@@ -32,7 +32,8 @@ struct Header {
 pub struct Verified {
     pub user: UserId,
     pub session: SessionId,
-    /// Expiry, Unix seconds.
+    /// Issue time and expiry, Unix seconds.
+    pub iat: u64,
     pub exp: u64,
 }
 
@@ -97,6 +98,7 @@ impl Verifier {
         Ok(Verified {
             user: UserId::from_uuid(uuid(&claims.sub)?),
             session: SessionId::from_uuid(uuid(&claims.sid)?),
+            iat: claims.iat,
             exp: claims.exp,
         })
     }

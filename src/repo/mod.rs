@@ -36,5 +36,5 @@ pub use one_time_tokens::{OneTimeKind, OneTimeTokens, Subject};
 pub use open::{open, OpenError, Repos};
 pub use outbox::{Outbox, OutboxItem, OutgoingEmail};
 pub use rate_limits::{RateKey, RateLimits};
-pub use refresh_tokens::{NewRefreshToken, NewSession, RefreshTokens, Rotation};
+pub use refresh_tokens::{EndMark, NewRefreshToken, NewSession, RefreshTokens, Rotation};
 pub use users::{CreateUserError, NewUser, Users};

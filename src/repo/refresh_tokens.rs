@@ -19,6 +19,13 @@ pub struct NewRefreshToken {
     pub expires_at: SystemTime,
 }
 
+/// Where a session's end falls in the order in which ends become visible to readers
+/// (PostgreSQL: the ending transaction's id; in memory: a counter). Ends that become
+/// visible later never get a mark below a horizon read before them
+/// ([`RefreshTokens::end_horizon`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct EndMark(pub i64);
+
 /// A session to start: a login.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -58,21 +65,23 @@ pub trait RefreshTokens: Send + Sync {
         now: SystemTime,
     ) -> Result<Rotation, RepoError>;
 
-    /// Every way a session ends stamps it with the time it ended, by the store's clock
-    /// (`now` where the store has none of its own): [`RefreshTokens::ended_since`] reads
-    /// them back. Ending an ended or unknown session changes nothing.
+    /// Every way a session ends marks it with an [`EndMark`] — where its end falls in the
+    /// order in which ends become visible — which [`RefreshTokens::ended_since`] reads
+    /// back, and returns the sessions it ended, so that the replica that ended them knows
+    /// at once. Ending an ended or unknown session changes nothing (and returns nothing).
     ///
-    /// Ends a session.
-    async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<(), RepoError>;
+    /// Ends a session (reuse detected). `true`: it ended now.
+    async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<bool, RepoError>;
 
     /// Ends the session `token` belongs to (logout). Unknown tokens are ignored.
     async fn revoke_session_of(
         &self,
         token: &TokenHash<Refresh>,
         now: SystemTime,
-    ) -> Result<(), RepoError>;
+    ) -> Result<Option<SessionId>, RepoError>;
 
-    /// Ends session `id` if it is one of `user`'s, not yet ended. `false`: it is not.
+    /// Ends session `id` if it is one of `user`'s live sessions at `now` (as
+    /// [`RefreshTokens::sessions`] lists them). `false`: it is not.
     async fn revoke_user_session(
         &self,
         user: UserId,
@@ -81,19 +90,29 @@ pub trait RefreshTokens: Send + Sync {
     ) -> Result<bool, RepoError>;
 
     /// Ends every session of `user`.
-    async fn revoke_user_sessions(&self, user: UserId, now: SystemTime) -> Result<(), RepoError>;
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        now: SystemTime,
+    ) -> Result<Vec<SessionId>, RepoError>;
 
     /// `user`'s live sessions at `now` — not ended, with a token that may still be spent —
     /// oldest first.
     async fn sessions(&self, user: UserId, now: SystemTime) -> Result<Vec<SessionInfo>, RepoError>;
 
-    /// Sessions that ended after `since`, with when (by the store's clock), oldest first,
-    /// at most `limit`.
+    /// A mark at or below that of every end not yet visible: what a reader of
+    /// [`RefreshTokens::ended_since`] may resume from next time, taken before it reads.
+    async fn end_horizon(&self) -> Result<EndMark, RepoError>;
+
+    /// Sessions whose end is marked at or after `from`, ended no earlier than `not_before`,
+    /// in mark order — after `after` (the last of the previous page), at most `limit`.
     async fn ended_since(
         &self,
-        since: SystemTime,
+        from: EndMark,
+        not_before: SystemTime,
+        after: Option<(EndMark, SessionId)>,
         limit: usize,
-    ) -> Result<Vec<(SessionId, SystemTime)>, RepoError>;
+    ) -> Result<Vec<(EndMark, SessionId)>, RepoError>;
 
     /// Deletes at most `limit` tokens expired before `now`, and the sessions they leave
     /// empty. Returns how many tokens: fewer than `limit` means none are left.

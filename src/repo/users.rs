@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::{OutgoingEmail, RepoError};
-use crate::domain::{Email, PasswordHash, User, UserId};
+use crate::domain::{Email, PasswordHash, SessionId, User, UserId};
 
 /// The outcome of creating a user.
 #[derive(Debug, thiserror::Error)]
@@ -45,10 +45,10 @@ pub trait Users: Send + Sync {
     async fn mark_verified(&self, id: UserId) -> Result<(), RepoError>;
 
     /// Replaces the password hash — only if it is still `current`, so that of two racing
-    /// changes one wins — marks the email verified when `verified` is set, and revokes
-    /// every session of the user (ended at `now`, or the store's own clock), atomically.
-    /// `false` when there is no such user or its password changed meanwhile (then nothing
-    /// changes).
+    /// changes one wins — marks the email verified when `verified` is set, and ends every
+    /// session of the user (as [`crate::repo::RefreshTokens::revoke_user_sessions`] does),
+    /// atomically. The sessions it ended; `None` when there is no such user or its
+    /// password changed meanwhile (then nothing changes).
     async fn set_password(
         &self,
         id: UserId,
@@ -56,5 +56,5 @@ pub trait Users: Send + Sync {
         new: PasswordHash,
         verified: bool,
         now: SystemTime,
-    ) -> Result<bool, RepoError>;
+    ) -> Result<Option<Vec<SessionId>>, RepoError>;
 }

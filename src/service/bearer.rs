@@ -7,7 +7,7 @@
 //! asked of [`Revocations`] every time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use super::revocations::{Revocations, Stale};
 use crate::clock::Clock;
@@ -39,9 +39,9 @@ pub struct AccessTokens {
     verifier: Verifier,
     revocations: Arc<Revocations>,
     clock: Arc<dyn Clock>,
-    /// By the token's SHA-256, so that memory stays small per token. A std Mutex: held
+    /// By the token's SHA-256, so that memory stays small per token. A std lock: held
     /// for one map operation.
-    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    verified: RwLock<HashMap<[u8; 32], Verified>>,
 }
 
 impl AccessTokens {
@@ -54,7 +54,7 @@ impl AccessTokens {
             verifier,
             revocations,
             clock,
-            verified: Mutex::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
         }
     }
 
@@ -63,7 +63,7 @@ impl AccessTokens {
         let token = bearer.ok_or(BearerError::Invalid)?;
         let now = self.clock.unix_now();
         let verified = self.verified(token, now)?;
-        if self.revocations.has_ended(verified.session)? {
+        if self.revocations.has_ended(verified.session, verified.iat)? {
             return Err(BearerError::Invalid);
         }
         Ok(Caller {
@@ -75,12 +75,17 @@ impl AccessTokens {
     /// The token's claims, from memory or from a verification; an expired one is refused
     /// either way.
     fn verified(&self, token: &str, now: u64) -> Result<Verified, BearerError> {
-        let lock = || self.verified.lock().unwrap_or_else(|e| e.into_inner());
         let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
             .as_ref()
             .try_into()
             .expect("SHA-256 is 32 bytes");
-        if let Some(known) = lock().get(&key).copied() {
+        let known = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if let Some(known) = known {
             return if now < known.exp {
                 Ok(known)
             } else {
@@ -91,7 +96,7 @@ impl AccessTokens {
             .verifier
             .verify(token, now)
             .map_err(|_| BearerError::Invalid)?;
-        let mut remembered = lock();
+        let mut remembered = self.verified.write().unwrap_or_else(|e| e.into_inner());
         if remembered.len() >= REMEMBERED {
             remembered.retain(|_, v| now < v.exp);
             if remembered.len() >= REMEMBERED {

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
     ClientAddr, CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken,
-    UserId,
+    SessionId, UserId,
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
@@ -157,13 +157,18 @@ impl Passwords {
         // Spending the token and setting the password run as their own task, so a client
         // that disconnects (or a request timeout) cannot stop between the two.
         let (tokens, users, ttl) = (self.tokens.clone(), Arc::clone(&self.users), self.reset_ttl);
-        let now = self.clock.now();
+        let (revocations, clock) = (Arc::clone(&self.revocations), Arc::clone(&self.clock));
         let spend = async move {
             let grant = tokens
                 .take(&hash)
                 .await?
                 .ok_or(PasswordError::InvalidResetToken)?;
-            let outcome = replace_password(users.as_ref(), grant, new_hash, now).await;
+            let outcome = replace_password(users.as_ref(), grant, new_hash, clock.now())
+                .await
+                .map(|(user, ended)| {
+                    revocations.ended_here(ended);
+                    user
+                });
             if let Err(PasswordError::Server(ServerError::Unavailable(_))) = &outcome {
                 // Storage failed after the token was spent: put it back so the link works
                 // again once the database does (with a fresh lifetime).
@@ -179,7 +184,6 @@ impl Passwords {
             let _ = self.login_limits.succeeded(&account.email).await;
         }
         tracing::info!(user_id = %user, "password reset; every session revoked");
-        self.ended().await;
         Ok(())
     }
 
@@ -218,7 +222,7 @@ impl Passwords {
         self.login_limits.succeeded(&user.email).await?;
         let new_hash = self.hasher.hash(client, new).await?;
         // Only if the password is still the one just checked: a concurrent reset wins.
-        if !self
+        let ended = self
             .users
             .set_password(
                 user.id,
@@ -228,21 +232,10 @@ impl Passwords {
                 self.clock.now(),
             )
             .await?
-        {
-            return Err(PasswordError::WrongPassword);
-        }
+            .ok_or(PasswordError::WrongPassword)?;
+        self.revocations.ended_here(ended);
         tracing::info!(user_id = %user.id, "password changed; every session revoked");
-        self.ended().await;
         Ok(())
-    }
-}
-
-impl Passwords {
-    /// Sessions ended: this replica learns it before answering (see `Sessions::ended`).
-    async fn ended(&self) {
-        if let Err(e) = self.revocations.catch_up().await {
-            tracing::warn!(error = %e, "cannot read ended sessions now; the next poll will");
-        }
     }
 }
 
@@ -253,7 +246,7 @@ async fn replace_password(
     grant: ResetGrant,
     new_hash: PasswordHash,
     now: SystemTime,
-) -> Result<UserId, PasswordError> {
+) -> Result<(UserId, Vec<SessionId>), PasswordError> {
     let account = users
         .by_id(grant.user)
         .await?
@@ -267,7 +260,7 @@ async fn replace_password(
         .set_password(account.id, &account.password_hash, new_hash, true, now)
         .await?
     {
-        true => Ok(account.id),
-        false => Err(PasswordError::InvalidResetToken),
+        Some(ended) => Ok((account.id, ended)),
+        None => Err(PasswordError::InvalidResetToken),
     }
 }

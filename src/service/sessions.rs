@@ -183,12 +183,18 @@ impl Sessions {
             // Its own task: a client that disconnects, or a request timeout, cannot stop
             // a detected replay from ending the session.
             let refresh_tokens = Arc::clone(&self.refresh_tokens);
-            let revoke = async move { refresh_tokens.revoke_session(state.session, now).await };
+            let revocations = Arc::clone(&self.revocations);
+            let session = state.session;
+            let revoke = async move {
+                if refresh_tokens.revoke_session(session, now).await? {
+                    revocations.ended_here([session]);
+                }
+                Ok::<_, crate::repo::RepoError>(())
+            };
             tokio::spawn(revoke.in_current_span())
                 .await
                 .map_err(Bug::from)??;
             tracing::warn!(session = %state.session, "refresh token reuse detected: session revoked");
-            self.ended().await;
         }
         self.metrics.refresh(verdict.label());
         Err(SessionError::InvalidToken)
@@ -196,10 +202,11 @@ impl Sessions {
 
     /// Ends the session `token` belongs to. Unknown or revoked tokens are fine (idempotent).
     pub async fn logout(&self, token: RefreshToken) -> Result<(), SessionError> {
-        self.refresh_tokens
+        let ended = self
+            .refresh_tokens
             .revoke_session_of(&token.hash(), self.clock.now())
             .await?;
-        self.ended().await;
+        self.revocations.ended_here(ended);
         Ok(())
     }
 
@@ -227,27 +234,20 @@ impl Sessions {
         if !ended {
             return Err(SessionError::NoSuchSession);
         }
+        self.revocations.ended_here([id]);
         tracing::info!(user_id = %caller.user, session = %id, "session ended by its user");
-        self.ended().await;
         Ok(())
     }
 
     /// Ends every session of the caller ("log out everywhere").
     pub async fn end_all(&self, caller: Caller) -> Result<(), SessionError> {
-        self.refresh_tokens
+        let ended = self
+            .refresh_tokens
             .revoke_user_sessions(caller.user, self.clock.now())
             .await?;
+        self.revocations.ended_here(ended);
         tracing::info!(user_id = %caller.user, "every session ended by its user");
-        self.ended().await;
         Ok(())
-    }
-
-    /// A session ended: this replica learns it before answering (the others within a
-    /// poll). The end is committed already; failing to learn it now only delays it here.
-    async fn ended(&self) {
-        if let Err(e) = self.revocations.catch_up().await {
-            tracing::warn!(error = %e, "cannot read ended sessions now; the next poll will");
-        }
     }
 
     fn new_record(&self, token: &RefreshToken) -> NewRefreshToken {
@@ -310,7 +310,8 @@ mod tests {
         let revocations = Arc::new(crate::service::Revocations::new(
             db.clone(),
             Duration::from_secs(60),
-            clock.as_ref(),
+            Arc::clone(&clock),
+            true,
         ));
         let outbox: Arc<dyn Outbox> = db;
         let shared = Shared {

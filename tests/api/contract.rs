@@ -11,7 +11,8 @@ use authd::domain::{
     UserAgent, UserId, Verdict,
 };
 use authd::repo::{
-    CreateUserError, NewRefreshToken, NewSession, NewUser, OutgoingEmail, RateKey, Repos, Rotation,
+    CreateUserError, EndMark, NewRefreshToken, NewSession, NewUser, OutgoingEmail, RateKey, Repos,
+    Rotation,
 };
 use authd::Config;
 
@@ -197,10 +198,10 @@ async fn verification_and_password_changes_stick(backend: Backend) {
     repos.users.mark_verified(id).await.unwrap();
     assert!(repos.users.by_id(id).await.unwrap().unwrap().email_verified);
 
-    session(&repos, id, token(1, DAY)).await;
+    let first_session = session(&repos, id, token(1, DAY)).await;
     // A change based on a password that is no longer current changes nothing.
     let stale = PasswordHash::from_stored("not the current hash".into());
-    assert!(!repos
+    assert!(repos
         .users
         .set_password(
             id,
@@ -210,8 +211,9 @@ async fn verification_and_password_changes_stick(backend: Backend) {
             SystemTime::now()
         )
         .await
-        .unwrap());
-    assert!(repos
+        .unwrap()
+        .is_none());
+    let ended = repos
         .users
         .set_password(
             id,
@@ -221,7 +223,12 @@ async fn verification_and_password_changes_stick(backend: Backend) {
             SystemTime::now(),
         )
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(
+        ended,
+        Some(vec![first_session]),
+        "it names the sessions it ended"
+    );
     let user = repos.users.by_id(id).await.unwrap().unwrap();
     assert_eq!(user.password_hash.as_str(), "new");
     // Every session of the user ended with the password change.
@@ -230,7 +237,7 @@ async fn verification_and_password_changes_stick(backend: Backend) {
         present(&repos, 1, 2, now, Duration::ZERO).await,
         Verdict::Revoked
     );
-    assert!(!repos
+    assert!(repos
         .users
         .set_password(
             UserId::random(),
@@ -240,7 +247,8 @@ async fn verification_and_password_changes_stick(backend: Backend) {
             SystemTime::now(),
         )
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
 }
 
 both!(a_session_starts_only_under_the_password_that_was_checked);
@@ -337,30 +345,34 @@ async fn sessions_list_only_the_live_ones_of_their_user(backend: Backend) {
 }
 
 both!(every_way_a_session_ends_is_read_back_in_order);
-/// What every replica polls to refuse ended sessions' access tokens (SPEC §9).
+/// What every replica polls to refuse ended sessions' access tokens (SPEC §9): each way a
+/// session ends names what it ended and marks it, in order, at or above the horizon read
+/// before it; reading resumes page by page.
 async fn every_way_a_session_ends_is_read_back_in_order(backend: Backend) {
     let (repos, clock, _s) = repos_with_clock(backend).await;
     let rt = &repos.refresh_tokens;
-    let since = authd::clock::Clock::now(clock.as_ref()) - Duration::from_secs(1);
+    let now = || authd::clock::Clock::now(clock.as_ref());
+    let not_before = now() - Duration::from_secs(60);
     let user = new_user(&repos, "ender@example.com").await;
     let logout = session(&repos, user, token(1, DAY)).await;
     let revoked = session(&repos, user, token(2, DAY)).await;
-    let everywhere = session(&repos, user, token(3, DAY)).await;
+    let reused = session(&repos, user, token(3, DAY)).await;
     let by_password = session(&repos, user, token(4, DAY)).await;
     let other = new_user(&repos, "bystander@example.com").await;
     let live = session(&repos, other, token(5, DAY)).await;
 
-    let step = |clock: &ManualClock| clock.advance(Duration::from_millis(5));
-    let now = || authd::clock::Clock::now(clock.as_ref());
-    rt.revoke_session_of(&hash(1), now()).await.unwrap();
-    step(&clock);
-    rt.revoke_user_session(user, revoked, now()).await.unwrap();
-    step(&clock);
-    rt.revoke_session(everywhere, now()).await.unwrap();
-    step(&clock);
-    // Ending an ended session does not end it again.
-    rt.revoke_session(logout, now()).await.unwrap();
-    assert!(repos
+    let horizon = rt.end_horizon().await.unwrap();
+    assert_eq!(
+        rt.revoke_session_of(&hash(1), now()).await.unwrap(),
+        Some(logout)
+    );
+    assert!(rt.revoke_user_session(user, revoked, now()).await.unwrap());
+    assert!(rt.revoke_session(reused, now()).await.unwrap());
+    // Ending an ended or unknown session ends nothing, and says so.
+    assert!(!rt.revoke_session(logout, now()).await.unwrap());
+    assert_eq!(rt.revoke_session_of(&hash(1), now()).await.unwrap(), None);
+    assert_eq!(rt.revoke_session_of(&hash(99), now()).await.unwrap(), None);
+    let ended = repos
         .users
         .set_password(
             user,
@@ -370,18 +382,103 @@ async fn every_way_a_session_ends_is_read_back_in_order(backend: Backend) {
             now(),
         )
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(ended, Some(vec![by_password]), "only the one still live");
 
-    let ended = rt.ended_since(since, 100).await.unwrap();
-    let ids: Vec<_> = ended.iter().map(|(id, _)| *id).collect();
-    assert_eq!(ids, vec![logout, revoked, everywhere, by_password]);
+    let read = rt
+        .ended_since(horizon, not_before, None, 100)
+        .await
+        .unwrap();
+    let ids: Vec<_> = read.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids, vec![logout, revoked, reused, by_password]);
     assert!(!ids.contains(&live));
-    assert!(ended.windows(2).all(|w| w[0].1 <= w[1].1));
-    // Reading on from the second end gives what came after it; a limit cuts the batch.
-    let after = rt.ended_since(ended[1].1, 100).await.unwrap();
-    let ids: Vec<_> = after.iter().map(|(id, _)| *id).collect();
-    assert_eq!(ids, vec![everywhere, by_password]);
-    assert_eq!(rt.ended_since(since, 2).await.unwrap().len(), 2);
+    assert!(read.windows(2).all(|w| w[0] < w[1]), "in mark order");
+    // In pages of two, resuming after the last of each, every end exactly once.
+    let first = rt.ended_since(horizon, not_before, None, 2).await.unwrap();
+    let second = rt
+        .ended_since(horizon, not_before, first.last().copied(), 2)
+        .await
+        .unwrap();
+    assert_eq!([first, second].concat(), read);
+    // The horizon never goes back, though another open transaction anywhere in the
+    // cluster may hold it below these ends; past the last mark there is nothing, nor
+    // anything that ended before `not_before`.
+    let later = rt.end_horizon().await.unwrap();
+    assert!(later >= horizon);
+    let (last, _) = *read.last().unwrap();
+    assert!(rt
+        .ended_since(EndMark(last.0 + 1), not_before, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let future = now() + Duration::from_secs(60);
+    assert!(rt
+        .ended_since(horizon, future, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // Ending all of a user's sessions names them; none is left to end.
+    let more = [
+        session(&repos, other, token(6, DAY)).await,
+        session(&repos, other, token(7, DAY)).await,
+    ];
+    let mut all = rt.revoke_user_sessions(other, now()).await.unwrap();
+    all.sort();
+    let mut expected = vec![live, more[0], more[1]];
+    expected.sort();
+    assert_eq!(all, expected);
+    assert!(rt
+        .revoke_user_sessions(other, now())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// An end that commits after a reader looked is not skipped: the horizon the reader took
+/// before looking is below it (PostgreSQL orders ends by transaction, not by time).
+#[tokio::test]
+async fn an_end_that_commits_late_is_read_from_the_horizon_taken_before_it() {
+    let (repos, _clock, storage) = repos_with_clock(Backend::Real).await;
+    let rt = &repos.refresh_tokens;
+    let user = new_user(&repos, "late@example.com").await;
+    let slow = session(&repos, user, token(1, DAY)).await;
+    let quick = session(&repos, user, token(2, DAY)).await;
+    let not_before = SystemTime::now() - Duration::from_secs(60);
+
+    // A transaction ends `slow` and stays open, as a slow commit would.
+    let url = &storage.database.as_ref().unwrap().url;
+    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "UPDATE refresh_families SET revoked_at = now(),
+             revoked_xid = pg_current_xact_id()::text::bigint WHERE id = $1",
+        &[&slow.as_uuid()],
+    )
+    .await
+    .unwrap();
+    // Meanwhile another end commits, and a reader reads.
+    let horizon = rt.end_horizon().await.unwrap();
+    assert!(rt.revoke_session(quick, SystemTime::now()).await.unwrap());
+    let read = rt
+        .ended_since(horizon, not_before, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(read.iter().map(|(_, id)| *id).collect::<Vec<_>>(), [quick]);
+    // The next read resumes from the horizon taken before that one…
+    let next_horizon = rt.end_horizon().await.unwrap();
+    tx.commit().await.unwrap();
+    // …so the late commit is read, although `quick` ended (and was read) after it began.
+    let read = rt
+        .ended_since(next_horizon, not_before, None, 100)
+        .await
+        .unwrap();
+    assert!(
+        read.iter().any(|(_, id)| *id == slow),
+        "the late end was skipped: {read:?}"
+    );
 }
 
 both!(rotation_reports_the_state_of_every_token_it_refuses);

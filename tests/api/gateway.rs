@@ -96,16 +96,19 @@ fn refused(res: &TestResponse, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_with_the_example_configuration_admits_only_live_sessions() {
+    // authd as the README's walkthrough starts it behind NGINX.
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}/auth");
     let authd = spawn_app_with(
         Backend::Memory,
         &[
             ("AUTH_ACCESS_TTL", "10m"),
             ("AUTH_TRUSTED_PROXIES", "127.0.0.1"),
+            ("AUTH_PUBLIC_URL", &public_url),
         ],
     )
     .await;
     let app = start_app().await;
-    let port = free_port();
     let config = site(authd.addr, app, port);
     let nginx = tokio::task::spawn_blocking(move || Nginx::start(&config, port))
         .await
@@ -116,8 +119,18 @@ async fn nginx_with_the_example_configuration_admits_only_live_sessions() {
         source: None,
     };
 
-    // A user signs up with authd directly and logs in through NGINX.
-    let user = authd.verified_user("behind@example.com").await;
+    // A user signs up, follows the emailed link and logs in, all through NGINX.
+    let res = proxy
+        .post_json(
+            "/auth/register",
+            &json!({"email": "behind@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", nginx.error_log());
+    let user = res.json()["user_id"].as_str().unwrap().to_string();
+    let link = authd.verification_path("behind@example.com", 1).await;
+    assert!(link.starts_with("/auth/verify-email?"), "{link}");
+    assert_eq!(proxy.get(&link).await.status, StatusCode::OK);
     let login = proxy
         .post_json(
             "/auth/login",
@@ -126,6 +139,18 @@ async fn nginx_with_the_example_configuration_admits_only_live_sessions() {
         .await;
     assert_eq!(login.status, StatusCode::OK, "{}", nginx.error_log());
     let access = login.json()["access_token"].as_str().unwrap().to_string();
+
+    // Discovery through NGINX names the issuer of the tokens, both ways; metrics stay in.
+    let openid = proxy.get("/auth/.well-known/openid-configuration").await;
+    assert_eq!(openid.json()["issuer"], public_url.as_str());
+    let rfc8414 = proxy
+        .get("/.well-known/oauth-authorization-server/auth")
+        .await;
+    assert_eq!(rfc8414.body, openid.body);
+    assert_eq!(
+        proxy.get("/auth/metrics").await.status,
+        StatusCode::NOT_FOUND
+    );
 
     // A valid token reaches the app, with who it is, as NGINX learnt it from authd.
     let res = through(&proxy, "/api/orders", Some(&access)).await;
@@ -227,6 +252,9 @@ async fn envoy_style_checks_keep_the_method_and_path() {
             "{method}"
         );
         assert!(res.header("x-auth-session-id").is_some());
+        // The app's root, `/`, is asked about as `/authz/`.
+        let root = authd.with_bearer(method.clone(), "/authz/", &access).await;
+        assert_eq!(root.status, StatusCode::OK, "{method} /");
     }
     // No token, whatever the method — a preflight included — is refused, not waved on.
     for method in [Method::GET, Method::POST, Method::OPTIONS] {

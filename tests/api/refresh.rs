@@ -80,7 +80,11 @@ async fn missing_or_malformed_refresh_token_is_400_unknown_is_401(backend: Backe
 
 both!(expired_refresh_token_is_401);
 async fn expired_refresh_token_is_401(backend: Backend) {
-    let app = spawn_app_with(backend, &[("AUTH_REFRESH_TTL", "1s")]).await;
+    let app = spawn_app_with(
+        backend,
+        &[("AUTH_REFRESH_TTL", "1s"), ("AUTH_ACCESS_TTL", "1s")],
+    )
+    .await;
     let (_, token) = app.session("sam@example.com").await;
     app.clock.advance(Duration::from_secs(2));
     assert_eq!(app.refresh(&token).await.status, StatusCode::UNAUTHORIZED);

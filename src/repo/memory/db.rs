@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::domain::{Email, Refresh, SessionId, TokenHash, User, UserAgent, UserId};
-use crate::repo::{Dependency, OutgoingEmail, RepoError};
+use crate::repo::{Dependency, EndMark, OutgoingEmail, RepoError};
 
 pub(super) struct TokenRecord {
     pub session: SessionId,
@@ -20,8 +20,8 @@ pub(super) struct Session {
     pub user: UserId,
     pub created_at: SystemTime,
     pub user_agent: Option<UserAgent>,
-    /// When it ended.
-    pub revoked: Option<SystemTime>,
+    /// When it ended, and its place in the order of ends.
+    pub revoked: Option<(SystemTime, EndMark)>,
 }
 
 pub(super) enum OutboxState {
@@ -47,6 +47,9 @@ pub(super) struct Tables {
     /// Ordered by id, i.e. by insertion: claims go oldest first.
     pub outbox: BTreeMap<u64, OutboxRow>,
     pub next_outbox_id: u64,
+    /// The mark the next session end gets. Ends happen under the one lock, so each is
+    /// visible as soon as it is marked.
+    pub next_end_mark: i64,
 }
 
 impl Tables {
@@ -61,10 +64,31 @@ impl Tables {
         self.outbox.insert(self.next_outbox_id, row);
     }
 
-    pub fn revoke_sessions_of(&mut self, user: UserId, now: SystemTime) {
-        for session in self.sessions.values_mut().filter(|s| s.user == user) {
-            session.revoked.get_or_insert(now);
+    /// Ends session `id` at `now` unless it has ended; whether it ended now.
+    pub fn end_session(&mut self, id: SessionId, now: SystemTime) -> bool {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return false;
+        };
+        if session.revoked.is_some() {
+            return false;
         }
+        session.revoked = Some((now, EndMark(self.next_end_mark)));
+        self.next_end_mark += 1;
+        true
+    }
+
+    /// Ends every session of `user`; those it ended.
+    pub fn revoke_sessions_of(&mut self, user: UserId, now: SystemTime) -> Vec<SessionId> {
+        let theirs: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user == user && s.revoked.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        theirs
+            .into_iter()
+            .filter(|id| self.end_session(*id, now))
+            .collect()
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::db::{Session, Tables, TokenRecord};
 use super::MemoryDb;
 use crate::domain::{PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserId};
-use crate::repo::{NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
+use crate::repo::{EndMark, NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
 #[async_trait]
 impl RefreshTokens for MemoryDb {
@@ -84,23 +84,18 @@ impl RefreshTokens for MemoryDb {
         })
     }
 
-    async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<(), RepoError> {
-        if let Some(session) = self.lock()?.sessions.get_mut(&id) {
-            session.revoked.get_or_insert(now);
-        }
-        Ok(())
+    async fn revoke_session(&self, id: SessionId, now: SystemTime) -> Result<bool, RepoError> {
+        Ok(self.lock()?.end_session(id, now))
     }
 
     async fn revoke_session_of(
         &self,
         token: &TokenHash<Refresh>,
         now: SystemTime,
-    ) -> Result<(), RepoError> {
-        let session = self.lock()?.tokens.get(token).map(|r| r.session);
-        match session {
-            Some(id) => self.revoke_session(id, now).await,
-            None => Ok(()),
-        }
+    ) -> Result<Option<SessionId>, RepoError> {
+        let mut tables = self.lock()?;
+        let session = tables.tokens.get(token).map(|r| r.session);
+        Ok(session.filter(|id| tables.end_session(*id, now)))
     }
 
     async fn revoke_user_session(
@@ -110,18 +105,20 @@ impl RefreshTokens for MemoryDb {
         now: SystemTime,
     ) -> Result<bool, RepoError> {
         let mut tables = self.lock()?;
-        match tables.sessions.get_mut(&id) {
-            Some(session) if session.user == user && session.revoked.is_none() => {
-                session.revoked = Some(now);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        let live = tables.sessions.get(&id).is_some_and(|s| s.user == user)
+            && tables
+                .tokens
+                .values()
+                .any(|t| t.session == id && t.rotated_at.is_none() && t.expires_at > now);
+        Ok(live && tables.end_session(id, now))
     }
 
-    async fn revoke_user_sessions(&self, user: UserId, now: SystemTime) -> Result<(), RepoError> {
-        self.lock()?.revoke_sessions_of(user, now);
-        Ok(())
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        now: SystemTime,
+    ) -> Result<Vec<SessionId>, RepoError> {
+        Ok(self.lock()?.revoke_sessions_of(user, now))
     }
 
     async fn sessions(&self, user: UserId, now: SystemTime) -> Result<Vec<SessionInfo>, RepoError> {
@@ -149,18 +146,28 @@ impl RefreshTokens for MemoryDb {
         Ok(live)
     }
 
+    async fn end_horizon(&self) -> Result<EndMark, RepoError> {
+        Ok(EndMark(self.lock()?.next_end_mark))
+    }
+
     async fn ended_since(
         &self,
-        since: SystemTime,
+        from: EndMark,
+        not_before: SystemTime,
+        after: Option<(EndMark, SessionId)>,
         limit: usize,
-    ) -> Result<Vec<(SessionId, SystemTime)>, RepoError> {
+    ) -> Result<Vec<(EndMark, SessionId)>, RepoError> {
         let tables = self.lock()?;
-        let mut ended: Vec<(SessionId, SystemTime)> = tables
+        let mut ended: Vec<(EndMark, SessionId)> = tables
             .sessions
             .iter()
-            .filter_map(|(id, s)| s.revoked.filter(|at| *at > since).map(|at| (*id, at)))
+            .filter_map(|(id, s)| s.revoked.map(|(at, mark)| (at, mark, *id)))
+            .filter(|(at, mark, id)| {
+                *mark >= from && *at >= not_before && after.is_none_or(|a| (*mark, *id) > a)
+            })
+            .map(|(_, mark, id)| (mark, id))
             .collect();
-        ended.sort_by_key(|(id, at)| (*at, *id));
+        ended.sort_unstable();
         ended.truncate(limit);
         Ok(ended)
     }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use super::MemoryDb;
-use crate::domain::{Email, PasswordHash, User, UserId};
+use crate::domain::{Email, PasswordHash, SessionId, User, UserId};
 use crate::repo::{CreateUserError, NewUser, OutgoingEmail, RepoError, Users};
 
 #[async_trait]
@@ -59,18 +59,17 @@ impl Users for MemoryDb {
         new: PasswordHash,
         verified: bool,
         now: SystemTime,
-    ) -> Result<bool, RepoError> {
+    ) -> Result<Option<Vec<SessionId>>, RepoError> {
         let mut tables = self.lock()?;
         let Some(user) = tables
             .users
             .get_mut(&id)
             .filter(|u| u.password_hash == *current)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         user.password_hash = new;
         user.email_verified |= verified;
-        tables.revoke_sessions_of(id, now);
-        Ok(true)
+        Ok(Some(tables.revoke_sessions_of(id, now)))
     }
 }

@@ -9,7 +9,7 @@ use super::PgStore;
 use crate::domain::{
     PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserAgent, UserId,
 };
-use crate::repo::{NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
+use crate::repo::{EndMark, NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
 /// FOR SHARE on the user row: a concurrent password change (which updates that row, then
 /// revokes the sessions) either waits for this session to exist and then revokes it, or
@@ -47,25 +47,42 @@ const TOKEN_STATE: &str = "
     FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
     WHERE t.token_hash = $1";
 
-// Sessions end at `clock_timestamp()`: one clock for every replica, and the time the
-// statement runs rather than the transaction's start, so that `ended_since` may read
-// them back with a short overlap.
+/// What every way a session ends sets (see `sql/0007_sessions.sql`): when, for people,
+/// and by which transaction, for the replicas reading ends back (`ended_since`).
+macro_rules! end_session {
+    () => {
+        "revoked_at = now(), revoked_xid = pg_current_xact_id()::text::bigint"
+    };
+}
 
-const REVOKE_SESSION: &str = "
-    UPDATE refresh_families SET revoked_at = clock_timestamp() WHERE id = $1 AND revoked_at IS NULL";
+const REVOKE_SESSION: &str = concat!(
+    "UPDATE refresh_families SET ",
+    end_session!(),
+    " WHERE id = $1 AND revoked_at IS NULL"
+);
 
-const REVOKE_SESSION_OF_TOKEN: &str = "
-    UPDATE refresh_families SET revoked_at = clock_timestamp()
-    WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
-      AND revoked_at IS NULL";
+const REVOKE_SESSION_OF_TOKEN: &str = concat!(
+    "UPDATE refresh_families SET ",
+    end_session!(),
+    " WHERE id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1)
+      AND revoked_at IS NULL
+    RETURNING id"
+);
 
-const REVOKE_USER_SESSION: &str = "
-    UPDATE refresh_families SET revoked_at = clock_timestamp()
-    WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+/// Only a live session (as `SESSIONS` lists them) is the user's to end.
+const REVOKE_USER_SESSION: &str = concat!(
+    "UPDATE refresh_families f SET ",
+    end_session!(),
+    " WHERE f.id = $1 AND f.user_id = $2 AND f.revoked_at IS NULL
+      AND EXISTS (SELECT 1 FROM refresh_tokens t
+                  WHERE t.family_id = f.id AND t.rotated_at IS NULL AND t.expires_at > $3)"
+);
 
-const REVOKE_USER_SESSIONS: &str = "
-    UPDATE refresh_families SET revoked_at = clock_timestamp()
-    WHERE user_id = $1 AND revoked_at IS NULL";
+pub(super) const REVOKE_USER_SESSIONS: &str = concat!(
+    "UPDATE refresh_families SET ",
+    end_session!(),
+    " WHERE user_id = $1 AND revoked_at IS NULL RETURNING id"
+);
 
 /// Live sessions: not ended, with a token that may still be spent. A session was last
 /// used when its newest token was issued: the rotation's own insert says it, no extra
@@ -78,10 +95,15 @@ const SESSIONS: &str = "
     HAVING bool_or(t.rotated_at IS NULL AND t.expires_at > $2)
     ORDER BY f.created_at, f.id";
 
-/// By `refresh_families_revoked_idx`.
+/// Every transaction below it has finished: an end committed later has a higher id.
+const END_HORIZON: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// By `refresh_families_revoked_idx`, in pages (keyset on `(revoked_xid, id)`).
 const ENDED_SINCE: &str = "
-    SELECT id, revoked_at FROM refresh_families
-    WHERE revoked_at > $1 ORDER BY revoked_at, id LIMIT $2";
+    SELECT revoked_xid, id FROM refresh_families
+    WHERE revoked_xid >= $1 AND revoked_at >= $2
+      AND ($3::bigint IS NULL OR (revoked_xid, id) > ($3, $4::uuid))
+    ORDER BY revoked_xid, id LIMIT $5";
 
 /// One batch of expired tokens (by `refresh_tokens_expires_idx`), and their sessions.
 const PURGE_EXPIRED_TOKENS: &str = "
@@ -149,11 +171,10 @@ impl RefreshTokens for PgStore {
         .await
     }
 
-    async fn revoke_session(&self, id: SessionId, _now: SystemTime) -> Result<(), RepoError> {
+    async fn revoke_session(&self, id: SessionId, _now: SystemTime) -> Result<bool, RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(REVOKE_SESSION).await?;
-            client.execute(&stmt, &[&id.as_uuid()]).await?;
-            Ok(())
+            Ok(client.execute(&stmt, &[&id.as_uuid()]).await? == 1)
         })
         .await
     }
@@ -162,12 +183,12 @@ impl RefreshTokens for PgStore {
         &self,
         token: &TokenHash<Refresh>,
         _now: SystemTime,
-    ) -> Result<(), RepoError> {
+    ) -> Result<Option<SessionId>, RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(REVOKE_SESSION_OF_TOKEN).await?;
             let hash: &[u8] = token.as_bytes();
-            client.execute(&stmt, &[&hash]).await?;
-            Ok(())
+            let row = client.query_opt(&stmt, &[&hash]).await?;
+            Ok(row.map(|r| SessionId::from_uuid(r.get(0))))
         })
         .await
     }
@@ -176,23 +197,28 @@ impl RefreshTokens for PgStore {
         &self,
         user: UserId,
         id: SessionId,
-        _now: SystemTime,
+        now: SystemTime,
     ) -> Result<bool, RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(REVOKE_USER_SESSION).await?;
-            Ok(client
-                .execute(&stmt, &[&id.as_uuid(), &user.as_uuid()])
-                .await?
-                == 1)
+            let params: [&(dyn ToSql + Sync); 3] = [&id.as_uuid(), &user.as_uuid(), &now];
+            Ok(client.execute(&stmt, &params).await? == 1)
         })
         .await
     }
 
-    async fn revoke_user_sessions(&self, user: UserId, _now: SystemTime) -> Result<(), RepoError> {
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        _now: SystemTime,
+    ) -> Result<Vec<SessionId>, RepoError> {
         self.with(|client| async move {
             let stmt = client.prepare_cached(REVOKE_USER_SESSIONS).await?;
-            client.execute(&stmt, &[&user.as_uuid()]).await?;
-            Ok(())
+            let rows = client.query(&stmt, &[&user.as_uuid()]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| SessionId::from_uuid(r.get(0)))
+                .collect())
         })
         .await
     }
@@ -214,18 +240,34 @@ impl RefreshTokens for PgStore {
         .await
     }
 
+    async fn end_horizon(&self) -> Result<EndMark, RepoError> {
+        self.watching(|client| async move {
+            let stmt = client.prepare_cached(END_HORIZON).await?;
+            Ok(EndMark(client.query_one(&stmt, &[]).await?.get(0)))
+        })
+        .await
+    }
+
     async fn ended_since(
         &self,
-        since: SystemTime,
+        from: EndMark,
+        not_before: SystemTime,
+        after: Option<(EndMark, SessionId)>,
         limit: usize,
-    ) -> Result<Vec<(SessionId, SystemTime)>, RepoError> {
+    ) -> Result<Vec<(EndMark, SessionId)>, RepoError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with(|client| async move {
+        let (after_mark, after_id) = match after {
+            Some((mark, id)) => (Some(mark.0), Some(id.as_uuid())),
+            None => (None, None),
+        };
+        self.watching(|client| async move {
             let stmt = client.prepare_cached(ENDED_SINCE).await?;
-            let rows = client.query(&stmt, &[&since, &limit]).await?;
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&from.0, &not_before, &after_mark, &after_id, &limit];
+            let rows = client.query(&stmt, &params).await?;
             Ok(rows
                 .iter()
-                .map(|row| (SessionId::from_uuid(row.get(0)), row.get(1)))
+                .map(|row| (EndMark(row.get(0)), SessionId::from_uuid(row.get(1))))
                 .collect())
         })
         .await

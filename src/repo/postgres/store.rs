@@ -68,6 +68,10 @@ pub struct PgStore {
     /// One connection of its own for housekeeping, whose statements may take
     /// [`MAINTENANCE_DEADLINE`]: a purge never waits for, nor holds, a request's connection.
     maintenance: Pool,
+    /// One connection of its own for reading ended sessions (see
+    /// [`crate::service::Revocations`]): a flood of requests holding every pooled
+    /// connection must not stop replicas from learning of revocations.
+    watching: Pool,
     /// Bound on one whole operation: pool wait, statements, commit.
     deadline: Duration,
     metrics: Arc<Metrics>,
@@ -119,6 +123,7 @@ impl PgStore {
         Ok(PgStore {
             pool: pool(url, size, deadline)?,
             maintenance: pool(url, 1, MAINTENANCE_DEADLINE)?,
+            watching: pool(url, 1, deadline)?,
             deadline,
             metrics,
         })
@@ -141,6 +146,15 @@ impl PgStore {
     {
         self.run_on(&self.maintenance, MAINTENANCE_DEADLINE, op)
             .await
+    }
+
+    /// Runs `op` on the connection that reads ended sessions, within the deadline.
+    pub(super) async fn watching<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, RepoError>> + 'a,
+    {
+        self.run_on(&self.watching, self.deadline, op).await
     }
 
     async fn run_on<'a, T, F, Fut>(

@@ -7,8 +7,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::outbox::outbox_columns;
+use super::refresh_tokens::REVOKE_USER_SESSIONS;
 use super::PgStore;
-use crate::domain::{Email, PasswordHash, User, UserId};
+use crate::domain::{Email, PasswordHash, SessionId, User, UserId};
 use crate::repo::{CreateUserError, NewUser, OutgoingEmail, RepoError, Users};
 
 /// The user and their first email in one statement: stored together or not at all.
@@ -33,12 +34,6 @@ const MARK_VERIFIED: &str = "
 const SET_PASSWORD: &str = "
     UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now()
     WHERE id = $1 AND password_hash = $4";
-
-/// `clock_timestamp()`, not `now()` (the transaction's start): replicas read revocations
-/// back by this time (see `ended_since`).
-const REVOKE_SESSIONS_OF_USER: &str = "
-    UPDATE refresh_families SET revoked_at = clock_timestamp()
-    WHERE user_id = $1 AND revoked_at IS NULL";
 
 fn user_from_row(row: &tokio_postgres::Row) -> Result<User, RepoError> {
     let email: &str = row.get("email");
@@ -120,19 +115,23 @@ impl Users for PgStore {
         new: PasswordHash,
         verified: bool,
         _now: SystemTime,
-    ) -> Result<bool, RepoError> {
+    ) -> Result<Option<Vec<SessionId>>, RepoError> {
         self.with(|mut client| async move {
             let tx = client.transaction().await?;
             let params: [&(dyn ToSql + Sync); 4] =
                 [&id.as_uuid(), &new.as_str(), &verified, &current.as_str()];
             if tx.execute(SET_PASSWORD, &params).await? != 1 {
                 // No such user, or another change won the race: change nothing.
-                return Ok(false);
+                return Ok(None);
             }
-            tx.execute(REVOKE_SESSIONS_OF_USER, &[&id.as_uuid()])
-                .await?;
+            let ended = tx.query(REVOKE_USER_SESSIONS, &[&id.as_uuid()]).await?;
             tx.commit().await?;
-            Ok(true)
+            Ok(Some(
+                ended
+                    .iter()
+                    .map(|r| SessionId::from_uuid(r.get(0)))
+                    .collect(),
+            ))
         })
         .await
     }

@@ -49,6 +49,9 @@ impl PgProxy {
 }
 
 async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>) {
+    // Messages are relayed as they come: Nagle would hold each back for a delayed ACK.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     tokio::spawn(async move {
