@@ -19,7 +19,7 @@
 //!
 //! | Module | Holds |
 //! |---|---|
-//! | `src/main.rs` (the binary) | read the configuration, start logging, run until SIGTERM; `authd migrate` |
+//! | `src/main.rs` (the binary) | read the configuration, start logging, run until SIGTERM; `authd migrate`, `keygen`, `admin-token` |
 //! | [`config`] | every variable of SPEC §5, parsed into the values the rest uses, one section per concern |
 //! | [`app`] | `App::build` wires everything; `serve` is the accept loop; `housekeeping` the purges |
 //! | [`router`] | the route table, and what wraps every request (request id and log span, CORS, timeout, access log) |
@@ -34,6 +34,7 @@
 //! | [`cpu_pool`] | the bounded thread pools for bcrypt and RSA |
 //! | [`clock`] | the time services and in-memory stores go by (tests move it forward) |
 //! | [`metrics`] | Prometheus text exposition |
+//! | [`operator`] | the files `authd keygen` and `authd admin-token` write |
 //! | [`tls`] | rustls client settings and CA files for PostgreSQL and Redis |
 //!
 //! Outside `src/`: `sql/` (numbered migrations), `tests/api/` (black-box tests and the
@@ -52,6 +53,7 @@ pub mod http;
 pub mod jwt;
 pub mod mail;
 pub mod metrics;
+pub mod operator;
 pub mod repo;
 pub mod router;
 pub mod service;

@@ -1,4 +1,5 @@
-//! The `authd` binary: read the configuration, start logging, serve until SIGTERM/SIGINT.
+//! The `authd` binary: read the configuration, start logging, serve until SIGTERM/SIGINT;
+//! and the operator's subcommands (`migrate`, `keygen`, `admin-token`).
 
 #![forbid(unsafe_code)]
 
@@ -6,10 +7,18 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use authd::config::{Config, Env, LogConfig, LogFormat};
-use authd::App;
+use authd::{operator, App};
 use tracing_subscriber::prelude::*;
 
-const USAGE: &str = "usage: authd            serve (configured by environment variables, see README)\n       authd migrate    apply the database migrations in DATABASE_URL and exit\n       authd --version  print the version";
+const USAGE: &str = "\
+usage: authd                     serve (configured by environment variables, see README)
+       authd migrate             apply the database migrations in DATABASE_URL and exit
+       authd keygen [PATH]       write a new RSA-2048 signing key (PKCS#8 PEM, for
+                                 AUTH_SIGNING_KEY) to PATH (mode 0600), or to stdout
+       authd admin-token [PATH]  write a new admin secret (for AUTH_ADMIN_TOKEN_FILE) to
+                                 PATH (mode 0600), or to stdout
+       authd --version           print the version
+       authd --help              print this";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +26,18 @@ fn main() -> ExitCode {
     let migrate_only = match args.as_slice() {
         [] => false,
         ["migrate"] => true,
+        ["keygen", path @ ..] if path.len() <= 1 => {
+            return match operator::signing_key_pem() {
+                Ok(pem) => emit_secret("signing key", path.first(), &pem),
+                Err(e) => {
+                    eprintln!("authd keygen: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        ["admin-token", path @ ..] if path.len() <= 1 => {
+            return emit_secret("admin secret", path.first(), &operator::admin_secret());
+        }
         ["--version"] => {
             println!("authd {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -68,6 +89,25 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Writes a secret `what` to a new file at `path` (mode 0600, never over an existing
+/// file), or to stdout.
+fn emit_secret(what: &str, path: Option<&&str>, contents: &str) -> ExitCode {
+    let Some(path) = path else {
+        print!("{contents}");
+        return ExitCode::SUCCESS;
+    };
+    match operator::write_secret_file(std::path::Path::new(path), contents) {
+        Ok(()) => {
+            eprintln!("authd: wrote a new {what} to {path}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("authd: cannot write {path}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `authd migrate`: applies the schema and exits, for deployments that migrate before

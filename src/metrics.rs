@@ -67,6 +67,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Storage calls that failed.",
     ),
+    (
+        "authd_account_events_total",
+        "counter",
+        "Account lifecycle events: email_change_requested, email_changed, deleted.",
+    ),
+    (
+        "authd_admin_actions_total",
+        "counter",
+        "Admin API actions by kind.",
+    ),
 ];
 
 impl Metrics {
@@ -119,6 +129,17 @@ impl Metrics {
 
     pub fn emails(&self, result: &'static str, n: u64) {
         self.events("authd_emails_total", &[("result", result)], n);
+    }
+
+    /// An account lifecycle event: `email_change_requested`, `email_changed`, `deleted`.
+    pub fn account(&self, event: &'static str) {
+        self.event("authd_account_events_total", &[("event", event)]);
+    }
+
+    /// An admin action that did something, by kind (`lookup`, `disable`, `enable`,
+    /// `revoke_sessions`, `verify`, `delete`).
+    pub fn admin(&self, action: &'static str) {
+        self.event("authd_admin_actions_total", &[("action", action)]);
     }
 
     /// A failed storage call: `kind` is `pool_timeout` (no pooled connection in time),

@@ -17,10 +17,10 @@ use hyper::{Method, Request, StatusCode};
 use tracing::Instrument as _;
 
 use crate::domain::Client;
-use crate::handlers::{account, gateway, health, keys, password, session, State};
+use crate::handlers::{account, admin, email, gateway, health, keys, password, session, State};
 use crate::http::body::PathParams;
 use crate::http::problem::Shed;
-use crate::http::{body, request_id, Problem, Response};
+use crate::http::{bearer, body, request_id, Problem, Response};
 
 type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response, Problem>> + Send + 'a>>;
 
@@ -35,9 +35,8 @@ pub struct Route {
     pub label: &'static str,
     /// Which listener serves it.
     pub scope: Scope,
-    /// Counted against the per-client limit (SPEC §8: the routes that check a password or
-    /// may send an email), before the handler runs.
-    pub limit: Limit,
+    /// What a request must pass before the handler runs.
+    pub gate: Gate,
     pub handler: Handler,
 }
 
@@ -51,6 +50,18 @@ pub enum Scope {
     Operator,
     /// Both listeners.
     Anywhere,
+    /// The admin API: only on `AUTH_ADMIN_LISTEN`, and only when `AUTH_ADMIN_TOKEN_FILE`
+    /// is set (otherwise, as on the public listener, such paths are unknown: `404`).
+    Admin,
+}
+
+/// Which listeners and APIs this authd serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    /// `AUTH_ADMIN_LISTEN` is set.
+    pub admin_listener: bool,
+    /// The admin API is on (`AUTH_ADMIN_TOKEN_FILE` is set).
+    pub admin_api: bool,
 }
 
 /// The listener a request came in on.
@@ -61,24 +72,29 @@ pub enum Listener {
 }
 
 impl Scope {
-    /// Whether a route of this scope answers on `listener`; `admin` says whether authd has
-    /// an admin listener.
-    fn serves(self, listener: Listener, admin: bool) -> bool {
+    /// Whether a route of this scope answers on `listener`.
+    fn serves(self, listener: Listener, serving: Serving) -> bool {
         match (self, listener) {
             (Scope::Anywhere, _) => true,
             (Scope::Public, Listener::Public) => true,
             (Scope::Operator, Listener::Admin) => true,
-            (Scope::Operator, Listener::Public) => !admin,
+            (Scope::Operator, Listener::Public) => !serving.admin_listener,
             (Scope::Public, Listener::Admin) => false,
+            (Scope::Admin, Listener::Admin) => serving.admin_api,
+            (Scope::Admin, Listener::Public) => false,
         }
     }
 }
 
-/// Which limit a route counts against before its handler runs.
+/// What a request must pass before its route's handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    None,
+pub enum Gate {
+    Open,
+    /// Counted against the per-client limit (SPEC §8: the routes that check a password or
+    /// may send an email).
     PerClient,
+    /// Carries the admin secret (SPEC §10).
+    AdminSecret,
 }
 
 /// `handler!(module::function)`: an `async fn (&State, Request) -> Result<Response, Problem>`
@@ -95,32 +111,42 @@ macro_rules! handler {
 /// request's method and appends its path to the configured prefix.
 #[rustfmt::skip]
 pub static ROUTES: &[Route] = &[
-    Route { method: Method::POST, path: "/register", label: "register", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(account::register) },
-    Route { method: Method::GET, path: "/verify-email", label: "verify_email", scope: Scope::Public, limit: Limit::None, handler: handler!(account::verify_email) },
-    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(account::resend_verification) },
-    Route { method: Method::POST, path: "/login", label: "login", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(session::login) },
-    Route { method: Method::POST, path: "/refresh", label: "refresh", scope: Scope::Public, limit: Limit::None, handler: handler!(session::refresh) },
-    Route { method: Method::POST, path: "/logout", label: "logout", scope: Scope::Public, limit: Limit::None, handler: handler!(session::logout) },
-    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::forgot) },
-    Route { method: Method::POST, path: "/password/reset", label: "password_reset", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::reset) },
-    Route { method: Method::POST, path: "/password/change", label: "password_change", scope: Scope::Public, limit: Limit::PerClient, handler: handler!(password::change) },
-    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::jwks) },
-    Route { method: Method::GET, path: "/.well-known/openid-configuration", label: "openid_configuration", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::discovery) },
-    Route { method: Method::GET, path: "/.well-known/oauth-authorization-server", label: "oauth_authorization_server", scope: Scope::Public, limit: Limit::None, handler: handler!(keys::discovery) },
-    Route { method: Method::GET, path: "/authz", label: "authz", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::GET, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::POST, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::PUT, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::PATCH, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::DELETE, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::OPTIONS, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::authz) },
-    Route { method: Method::GET, path: "/userinfo", label: "userinfo", scope: Scope::Public, limit: Limit::None, handler: handler!(gateway::userinfo) },
-    Route { method: Method::GET, path: "/sessions", label: "sessions_list", scope: Scope::Public, limit: Limit::None, handler: handler!(session::list_sessions) },
-    Route { method: Method::DELETE, path: "/sessions", label: "sessions_end_all", scope: Scope::Public, limit: Limit::None, handler: handler!(session::end_sessions) },
-    Route { method: Method::DELETE, path: "/sessions/{id}", label: "session_end", scope: Scope::Public, limit: Limit::None, handler: handler!(session::end_session) },
-    Route { method: Method::GET, path: "/healthz", label: "healthz", scope: Scope::Anywhere, limit: Limit::None, handler: handler!(health::healthz) },
-    Route { method: Method::GET, path: "/readyz", label: "readyz", scope: Scope::Anywhere, limit: Limit::None, handler: handler!(health::readyz) },
-    Route { method: Method::GET, path: "/metrics", label: "metrics", scope: Scope::Operator, limit: Limit::None, handler: handler!(health::metrics) },
+    Route { method: Method::POST, path: "/register", label: "register", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(account::register) },
+    Route { method: Method::GET, path: "/verify-email", label: "verify_email", scope: Scope::Public, gate: Gate::Open, handler: handler!(account::verify_email) },
+    Route { method: Method::POST, path: "/resend-verification", label: "resend_verification", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(account::resend_verification) },
+    Route { method: Method::POST, path: "/login", label: "login", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(session::login) },
+    Route { method: Method::POST, path: "/refresh", label: "refresh", scope: Scope::Public, gate: Gate::Open, handler: handler!(session::refresh) },
+    Route { method: Method::POST, path: "/logout", label: "logout", scope: Scope::Public, gate: Gate::Open, handler: handler!(session::logout) },
+    Route { method: Method::POST, path: "/password/forgot", label: "password_forgot", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(password::forgot) },
+    Route { method: Method::POST, path: "/password/reset", label: "password_reset", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(password::reset) },
+    Route { method: Method::POST, path: "/password/change", label: "password_change", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(password::change) },
+    Route { method: Method::POST, path: "/email/change", label: "email_change", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(email::change) },
+    Route { method: Method::GET, path: "/email/confirm", label: "email_confirm", scope: Scope::Public, gate: Gate::Open, handler: handler!(email::confirm) },
+    Route { method: Method::POST, path: "/account/delete", label: "account_delete", scope: Scope::Public, gate: Gate::PerClient, handler: handler!(account::delete) },
+    Route { method: Method::GET, path: "/.well-known/jwks.json", label: "jwks", scope: Scope::Public, gate: Gate::Open, handler: handler!(keys::jwks) },
+    Route { method: Method::GET, path: "/.well-known/openid-configuration", label: "openid_configuration", scope: Scope::Public, gate: Gate::Open, handler: handler!(keys::discovery) },
+    Route { method: Method::GET, path: "/.well-known/oauth-authorization-server", label: "oauth_authorization_server", scope: Scope::Public, gate: Gate::Open, handler: handler!(keys::discovery) },
+    Route { method: Method::GET, path: "/authz", label: "authz", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::GET, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::POST, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::PUT, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::PATCH, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::DELETE, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::OPTIONS, path: "/authz/{*path}", label: "authz_forwarded", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::authz) },
+    Route { method: Method::GET, path: "/userinfo", label: "userinfo", scope: Scope::Public, gate: Gate::Open, handler: handler!(gateway::userinfo) },
+    Route { method: Method::GET, path: "/sessions", label: "sessions_list", scope: Scope::Public, gate: Gate::Open, handler: handler!(session::list_sessions) },
+    Route { method: Method::DELETE, path: "/sessions", label: "sessions_end_all", scope: Scope::Public, gate: Gate::Open, handler: handler!(session::end_sessions) },
+    Route { method: Method::DELETE, path: "/sessions/{id}", label: "session_end", scope: Scope::Public, gate: Gate::Open, handler: handler!(session::end_session) },
+    Route { method: Method::GET, path: "/healthz", label: "healthz", scope: Scope::Anywhere, gate: Gate::Open, handler: handler!(health::healthz) },
+    Route { method: Method::GET, path: "/readyz", label: "readyz", scope: Scope::Anywhere, gate: Gate::Open, handler: handler!(health::readyz) },
+    Route { method: Method::GET, path: "/metrics", label: "metrics", scope: Scope::Operator, gate: Gate::Open, handler: handler!(health::metrics) },
+    Route { method: Method::GET, path: "/admin/users", label: "admin_users", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::find_by_email) },
+    Route { method: Method::GET, path: "/admin/users/{id}", label: "admin_user", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::find) },
+    Route { method: Method::DELETE, path: "/admin/users/{id}", label: "admin_user", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::delete) },
+    Route { method: Method::POST, path: "/admin/users/{id}/disable", label: "admin_user_disable", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::disable) },
+    Route { method: Method::POST, path: "/admin/users/{id}/enable", label: "admin_user_enable", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::enable) },
+    Route { method: Method::POST, path: "/admin/users/{id}/sessions/revoke", label: "admin_user_sessions_revoke", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::revoke_sessions) },
+    Route { method: Method::POST, path: "/admin/users/{id}/verify", label: "admin_user_verify", scope: Scope::Admin, gate: Gate::AdminSecret, handler: handler!(admin::verify) },
 ];
 
 /// What the table says about a request.
@@ -158,10 +184,10 @@ fn matches(pattern: &str, path: &str) -> Option<PathParams> {
     }
 }
 
-fn find(method: &Method, path: &str, listener: Listener, admin: bool) -> Lookup {
+fn find(method: &Method, path: &str, listener: Listener, serving: Serving) -> Lookup {
     let mut rows = ROUTES
         .iter()
-        .filter(|r| r.scope.serves(listener, admin))
+        .filter(|r| r.scope.serves(listener, serving))
         .filter_map(|r| matches(r.path, path).map(|params| (r, params)))
         .peekable();
     let Some(first) = rows.peek().map(|(r, _)| r.label) else {
@@ -197,7 +223,7 @@ pub async fn handle(
     let request_id = request_id::from_headers(req.headers());
     let origin = state.cors.allowed_origin(req.headers());
     let method = req.method().clone();
-    let found = find(&method, req.uri().path(), listener, state.admin_listener);
+    let found = find(&method, req.uri().path(), listener, state.serving);
     let label = match &found {
         Lookup::Unknown => "unknown",
         Lookup::Methods { label, .. } => label,
@@ -277,9 +303,19 @@ async fn respond(
         Lookup::Methods { allow, .. } => Problem::method_not_allowed(allow).into_response(),
         Lookup::Route(route, params) => {
             req.extensions_mut().insert(params);
-            if route.limit == Limit::PerClient {
-                if let Err(limited) = state.client_limits.admit(client).await {
-                    return Problem::from(limited).into_response();
+            match route.gate {
+                Gate::Open => {}
+                Gate::PerClient => {
+                    if let Err(limited) = state.client_limits.admit(client).await {
+                        return Problem::from(limited).into_response();
+                    }
+                }
+                Gate::AdminSecret => {
+                    let presented = bearer::token(req.headers());
+                    let secret = state.admin_secret.as_ref();
+                    if !secret.is_some_and(|s| presented.is_some_and(|p| s.matches(p))) {
+                        return Problem::admin_secret_required().into_response();
+                    }
                 }
             }
             match (route.handler)(state, req).await {
@@ -294,12 +330,32 @@ async fn respond(
 mod tests {
     use super::*;
 
+    const BOTH_OFF: Serving = Serving {
+        admin_listener: false,
+        admin_api: false,
+    };
+    const LISTENER_ONLY: Serving = Serving {
+        admin_listener: true,
+        admin_api: false,
+    };
+
     #[test]
     fn every_route_is_found_by_its_method_and_path() {
-        let public = |method: &Method, path: &str| find(method, path, Listener::Public, false);
+        let public = |method: &Method, path: &str| find(method, path, Listener::Public, BOTH_OFF);
+        let everything = Serving {
+            admin_listener: true,
+            admin_api: true,
+        };
         for route in ROUTES {
+            let listener = match route.scope {
+                Scope::Admin | Scope::Operator => Listener::Admin,
+                _ => Listener::Public,
+            };
+            let found = find(&route.method, route.path, listener, everything);
             assert!(
-                matches!(public(&route.method, route.path), Lookup::Route(r, _) if std::ptr::eq(r, route))
+                matches!(found, Lookup::Route(r, _) if std::ptr::eq(r, route)),
+                "{}",
+                route.path
             );
         }
         assert!(matches!(public(&Method::GET, "/nope"), Lookup::Unknown));
@@ -321,13 +377,47 @@ mod tests {
     #[test]
     fn operator_routes_move_to_the_admin_listener_when_there_is_one() {
         let get = Method::GET;
-        let on =
-            |path, listener, admin| matches!(find(&get, path, listener, admin), Lookup::Route(..));
-        assert!(on("/metrics", Listener::Public, false));
-        assert!(!on("/metrics", Listener::Public, true));
-        assert!(on("/metrics", Listener::Admin, true));
-        assert!(!on("/.well-known/jwks.json", Listener::Admin, true));
-        assert!(on("/healthz", Listener::Admin, true) && on("/healthz", Listener::Public, true));
+        let on = |path, listener, serving| {
+            matches!(find(&get, path, listener, serving), Lookup::Route(..))
+        };
+        assert!(on("/metrics", Listener::Public, BOTH_OFF));
+        assert!(!on("/metrics", Listener::Public, LISTENER_ONLY));
+        assert!(on("/metrics", Listener::Admin, LISTENER_ONLY));
+        assert!(!on(
+            "/.well-known/jwks.json",
+            Listener::Admin,
+            LISTENER_ONLY
+        ));
+        assert!(on("/healthz", Listener::Admin, LISTENER_ONLY));
+        assert!(on("/healthz", Listener::Public, LISTENER_ONLY));
+    }
+
+    #[test]
+    fn the_admin_api_is_only_on_the_admin_listener_and_only_when_it_is_on() {
+        let get = Method::GET;
+        let on = |path, listener, serving| {
+            matches!(find(&get, path, listener, serving), Lookup::Route(..))
+        };
+        let admin_api = Serving {
+            admin_listener: true,
+            admin_api: true,
+        };
+        for route in ROUTES.iter().filter(|r| r.scope == Scope::Admin) {
+            assert_eq!(route.gate, Gate::AdminSecret, "{}", route.path);
+            assert!(route.path.starts_with("/admin/"));
+        }
+        assert!(on("/admin/users", Listener::Admin, admin_api));
+        assert!(!on("/admin/users", Listener::Public, admin_api));
+        assert!(!on("/admin/users", Listener::Admin, LISTENER_ONLY));
+        assert!(!on("/admin/users", Listener::Public, BOTH_OFF));
+        // Unknown, not "wrong method", on the public listener.
+        let post = find(
+            &Method::POST,
+            "/admin/users/x/disable",
+            Listener::Public,
+            admin_api,
+        );
+        assert!(matches!(post, Lookup::Unknown));
     }
 
     #[test]
@@ -375,7 +465,7 @@ mod tests {
             Method::DELETE,
             Method::OPTIONS,
         ] {
-            let found = find(&method, "/authz/api/orders", Listener::Public, false);
+            let found = find(&method, "/authz/api/orders", Listener::Public, BOTH_OFF);
             assert!(
                 matches!(found, Lookup::Route(r, _) if r.label == "authz_forwarded"),
                 "{method}"

@@ -22,9 +22,10 @@ use crate::mail::worker::{Settings as MailSettings, Worker};
 use crate::mail::{LinkTemplate, LogMailer, Mailer, SmtpMailer};
 use crate::metrics::Metrics;
 use crate::repo::{self, OpenError, RefreshTokens};
+use crate::router::Serving;
 use crate::service::{
-    AccessTokens, Accounts, ClientLimits, Health, Letters, Mailroom, Passwords, Revocations,
-    Sessions, Shared,
+    AccessTokens, Accounts, Admin, ClientLimits, EmailChanges, Health, Letters, Mailroom,
+    Passwords, Removal, Revocations, Sessions, Shared,
 };
 
 /// Connections the admin listener holds at most: a few scrapers and operators.
@@ -181,13 +182,23 @@ impl App {
                 .unwrap_or_else(|| LinkTemplate::under(&public_url, path))
         };
         let (tokens, limits) = (&config.tokens, &config.limits);
+        let removal = Arc::new(Removal::new(&shared, tokens.access_ttl));
         let verify_url = link(&config.mail.verify_url, "/verify-email");
-        let accounts = Arc::new(Accounts::new(&shared, tokens, limits, verify_url));
+        let accounts = Arc::new(Accounts::new(
+            &shared,
+            tokens,
+            limits,
+            verify_url,
+            Arc::clone(&removal),
+        ));
         let reset_url = link(&config.mail.reset_url, "/password/reset");
         let passwords = Arc::new(Passwords::new(&shared, tokens, limits, reset_url));
+        let change_url = link(&config.mail.email_change_url, "/email/confirm");
+        let email_changes = Arc::new(EmailChanges::new(&shared, tokens, limits, change_url));
         let letters = Letters {
             accounts: Arc::clone(&accounts),
             passwords: Arc::clone(&passwords),
+            email_changes: Arc::clone(&email_changes),
         };
         let worker = outbox_worker(&config, &shared, letters, overrides.mailer);
         let signing_pool = Arc::new(CpuPool::new(
@@ -200,9 +211,12 @@ impl App {
             sessions: Sessions::new(&shared, tokens, limits, signer, signing_pool),
             accounts,
             passwords,
+            email_changes,
+            admin: Admin::new(&shared, removal, tokens.access_ttl),
             access_tokens: AccessTokens::new(
                 verifier,
                 Arc::clone(&revocations),
+                repos.disabled_marks.clone(),
                 Arc::clone(&clock),
             ),
             health: Health::new(
@@ -221,7 +235,11 @@ impl App {
             discovery,
             cors: Cors::new(config.http.cors_origins.clone()),
             metrics,
-            admin_listener: config.http.admin_listen.is_some(),
+            serving: Serving {
+                admin_listener: config.http.admin_listen.is_some(),
+                admin_api: config.http.admin_secret.is_some(),
+            },
+            admin_secret: config.http.admin_secret.clone(),
             request_timeout: config.http.request_timeout,
         });
         let connections = Arc::new(Connections::new(

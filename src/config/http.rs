@@ -2,9 +2,11 @@
 //! clients may take.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use super::source::Reader;
+use crate::http::admin_secret::AdminSecret;
 use crate::http::client::TrustedProxies;
 
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub struct HttpConfig {
     pub trusted_proxies: TrustedProxies,
     /// Second address, for `/metrics` (and the admin API): then not served publicly.
     pub admin_listen: Option<SocketAddr>,
+    /// The admin API's secret (`AUTH_ADMIN_TOKEN_FILE`); `None`: no admin API.
+    pub admin_secret: Option<AdminSecret>,
     pub max_connections: usize,
     /// Open connections per TCP peer (trusted proxies exempt).
     pub max_connections_per_client: usize,
@@ -46,6 +50,9 @@ impl HttpConfig {
                 r.list("AUTH_TRUSTED_PROXIES", TrustedProxies::parse),
             ),
             admin_listen: r.parse("AUTH_ADMIN_LISTEN", None, |v| parse_listen(v).map(Some)),
+            admin_secret: r.parse("AUTH_ADMIN_TOKEN_FILE", None, |path| {
+                AdminSecret::from_file(Path::new(path)).map(Some)
+            }),
             max_connections: r.number("AUTH_MAX_CONNECTIONS", 4096usize, (1, 1_000_000)),
             max_connections_per_client: r.number(
                 "AUTH_MAX_CONNECTIONS_PER_CLIENT",

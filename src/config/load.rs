@@ -30,6 +30,12 @@ impl Config {
             mail: MailConfig::read(&mut r),
             log: LogConfig::read(&mut r),
         };
+        if config.http.admin_secret.is_some() && config.http.admin_listen.is_none() {
+            r.fail(
+                "AUTH_ADMIN_TOKEN_FILE",
+                "needs AUTH_ADMIN_LISTEN: the admin API is never served on the public listener",
+            );
+        }
         if r.problems.is_empty() {
             Ok(config)
         } else {

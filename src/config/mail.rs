@@ -18,6 +18,8 @@ pub struct MailConfig {
     pub verify_url: Option<LinkTemplate>,
     /// `None`: `{AUTH_PUBLIC_URL}/password/reset?token={token}`.
     pub reset_url: Option<LinkTemplate>,
+    /// `None`: `{AUTH_PUBLIC_URL}/email/confirm?token={token}`.
+    pub email_change_url: Option<LinkTemplate>,
     /// How long a worker's claim on an email lasts: after a crash, the email is sent by
     /// another worker this much later.
     pub outbox_lease: Duration,
@@ -40,6 +42,9 @@ impl MailConfig {
                 LinkTemplate::parse(v).map(Some)
             }),
             reset_url: r.parse("AUTH_RESET_URL", None, |v| LinkTemplate::parse(v).map(Some)),
+            email_change_url: r.parse("AUTH_EMAIL_CHANGE_URL", None, |v| {
+                LinkTemplate::parse(v).map(Some)
+            }),
             outbox_lease,
             outbox_concurrency: r.number("AUTH_OUTBOX_CONCURRENCY", 16usize, (1, 1024)),
         }

@@ -14,7 +14,7 @@ pub use email::{Email, EmailError};
 pub use password::{CurrentPassword, Password, PasswordError, PasswordHash};
 pub use session::{classify, SessionId, SessionInfo, TokenState, UserAgent, Verdict};
 pub use tokens::{
-    MalformedToken, OpaqueToken, Refresh, RefreshToken, Reset, ResetGrant, ResetToken, TokenHash,
-    Verification, VerificationToken,
+    EmailChange, EmailChangeGrant, EmailChangeToken, MalformedToken, OpaqueToken, Refresh,
+    RefreshToken, Reset, ResetGrant, ResetToken, TokenHash, Verification, VerificationToken,
 };
 pub use user::{User, UserId};

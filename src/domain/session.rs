@@ -8,6 +8,8 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use super::UserId;
+
 /// A session: one login and every refresh token rotated from it. A random UUID, so that
 /// naming one (in a token's `sid`, in a URL) reveals nothing and cannot be guessed.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,6 +86,8 @@ pub struct SessionInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenState {
     pub session: SessionId,
+    /// Whose session it is.
+    pub user: UserId,
     /// When it was spent for its successor, if it was.
     pub rotated_at: Option<SystemTime>,
     pub expires_at: SystemTime,
@@ -182,6 +186,7 @@ mod tests {
         let s = |n: u64| Duration::from_secs(n);
         let state = |rotated: Option<SystemTime>, expires: SystemTime, revoked: bool| TokenState {
             session: SessionId::random(),
+            user: UserId::random(),
             rotated_at: rotated,
             expires_at: expires,
             session_revoked: revoked,

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::{ExposeSecret as _, SecretBox};
 
-use super::UserId;
+use super::{Email, UserId};
 
 const TOKEN_BYTES: usize = 32;
 /// Length of the base64url text of 32 bytes without padding.
@@ -28,10 +28,14 @@ pub enum Verification {}
 /// Marker for password reset tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reset {}
+/// Marker for email-change confirmation tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EmailChange {}
 
 pub type RefreshToken = OpaqueToken<Refresh>;
 pub type VerificationToken = OpaqueToken<Verification>;
 pub type ResetToken = OpaqueToken<Reset>;
+pub type EmailChangeToken = OpaqueToken<EmailChange>;
 
 /// A token as its holder sees it: redacted in Debug, zeroed when dropped.
 #[derive(Debug)]
@@ -127,6 +131,16 @@ impl<K> fmt::Debug for TokenHash<K> {
 pub struct ResetGrant {
     pub user: UserId,
     pub stamp: u64,
+}
+
+/// What an email-change token stands for: the account, the stamp of the address it had
+/// when the link was issued, and the address it moves to. Issuing and checking the stamp
+/// is `service::email_change`'s business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChangeGrant {
+    pub user: UserId,
+    pub stamp: u64,
+    pub to: Email,
 }
 
 #[cfg(test)]

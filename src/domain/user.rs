@@ -1,6 +1,7 @@
 //! Users as the services see them.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use super::{Email, PasswordHash};
 
@@ -41,4 +42,7 @@ pub struct User {
     pub email: Email,
     pub password_hash: PasswordHash,
     pub email_verified: bool,
+    /// An operator disabled it (SPEC §10): no login, refresh or bearer route.
+    pub disabled: bool,
+    pub created_at: SystemTime,
 }

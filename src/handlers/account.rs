@@ -1,12 +1,12 @@
-//! `/register`, `/verify-email`, `/resend-verification`.
+//! `/register`, `/verify-email`, `/resend-verification`, `/account/delete`.
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::State;
-use crate::domain::{Email, Password, VerificationToken};
+use crate::domain::{CurrentPassword, Email, Password, VerificationToken};
 use crate::http::body::{client, json, no_content, read_json, Request};
-use crate::http::{Problem, Response};
+use crate::http::{bearer, Problem, Response};
 
 #[derive(Deserialize)]
 struct Credentials {
@@ -17,6 +17,11 @@ struct Credentials {
 #[derive(Deserialize)]
 struct EmailOnly {
     email: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordOnly {
+    password: String,
 }
 
 #[derive(Serialize)]
@@ -44,7 +49,7 @@ pub async fn register(state: &State, req: Request) -> Result<Response, Problem> 
 
 /// The `token` query parameter. Tokens are base64url, so no percent-decoding is needed: any
 /// `%` makes the token malformed anyway.
-fn token_param(query: Option<&str>) -> Option<&str> {
+pub(super) fn token_param(query: Option<&str>) -> Option<&str> {
     query?
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
@@ -77,6 +82,21 @@ pub async fn resend_verification(state: &State, req: Request) -> Result<Response
     let body: EmailOnly = read_json(&req)?;
     let email = Email::parse(&body.email).map_err(Problem::invalid_email)?;
     state.accounts.resend_verification(email).await?;
+    Ok(no_content())
+}
+
+pub async fn delete(state: &State, req: Request) -> Result<Response, Problem> {
+    // Authentication comes first: without a valid token, nothing else is looked at.
+    let caller = state
+        .access_tokens
+        .authenticate(bearer::token(req.headers()))
+        .await?;
+    let body: PasswordOnly = read_json(&req)?;
+    let password = CurrentPassword::parse(body.password);
+    state
+        .accounts
+        .delete(client(&req), caller.user, password)
+        .await?;
     Ok(no_content())
 }
 

@@ -28,7 +28,8 @@ fn no_store(mut response: Response) -> Response {
 pub async fn authz(state: &State, req: Request) -> Result<Response, Problem> {
     let caller = state
         .access_tokens
-        .authenticate(bearer::token(req.headers()))?;
+        .authenticate(bearer::token(req.headers()))
+        .await?;
     let mut response = no_content();
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -41,7 +42,8 @@ pub async fn authz(state: &State, req: Request) -> Result<Response, Problem> {
 pub async fn userinfo(state: &State, req: Request) -> Result<Response, Problem> {
     let caller = state
         .access_tokens
-        .authenticate(bearer::token(req.headers()))?;
+        .authenticate(bearer::token(req.headers()))
+        .await?;
     let user = state.accounts.profile(caller.user).await?;
     let info = UserInfo {
         sub: user.id.to_string(),

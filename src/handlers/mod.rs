@@ -3,6 +3,8 @@
 //! answers which route.
 
 pub mod account;
+pub mod admin;
+pub mod email;
 pub mod gateway;
 pub mod health;
 pub mod keys;

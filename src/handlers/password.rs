@@ -49,7 +49,8 @@ pub async fn change(state: &State, req: Request) -> Result<Response, Problem> {
     // Authentication comes first: without a valid token, nothing else is looked at.
     let user = state
         .access_tokens
-        .authenticate(bearer::token(req.headers()))?;
+        .authenticate(bearer::token(req.headers()))
+        .await?;
     let body: Change = read_json(&req)?;
     let new = Password::new(body.new_password).map_err(Problem::invalid_password)?;
     let current = CurrentPassword::parse(body.current_password);

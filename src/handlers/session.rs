@@ -104,7 +104,8 @@ fn rfc3339(at: std::time::SystemTime) -> String {
 pub async fn list_sessions(state: &State, req: Request) -> Result<Response, Problem> {
     let caller = state
         .access_tokens
-        .authenticate(bearer::token(req.headers()))?;
+        .authenticate(bearer::token(req.headers()))
+        .await?;
     let sessions = state.sessions.list(caller).await?;
     let list = SessionList {
         sessions: sessions
@@ -128,7 +129,8 @@ pub async fn list_sessions(state: &State, req: Request) -> Result<Response, Prob
 pub async fn end_session(state: &State, req: Request) -> Result<Response, Problem> {
     let caller = state
         .access_tokens
-        .authenticate(bearer::token(req.headers()))?;
+        .authenticate(bearer::token(req.headers()))
+        .await?;
     // Not a session id at all: not one of the caller's either.
     let id = path_param(&req, 0)
         .and_then(SessionId::parse)
@@ -140,7 +142,8 @@ pub async fn end_session(state: &State, req: Request) -> Result<Response, Proble
 pub async fn end_sessions(state: &State, req: Request) -> Result<Response, Problem> {
     let caller = state
         .access_tokens
-        .authenticate(bearer::token(req.headers()))?;
+        .authenticate(bearer::token(req.headers()))
+        .await?;
     state.sessions.end_all(caller).await?;
     Ok(no_content())
 }

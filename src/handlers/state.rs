@@ -5,10 +5,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 
+use crate::http::admin_secret::AdminSecret;
 use crate::http::client::TrustedProxies;
 use crate::http::cors::Cors;
 use crate::metrics::Metrics;
-use crate::service::{AccessTokens, Accounts, ClientLimits, Health, Passwords, Sessions};
+use crate::router::Serving;
+use crate::service::{
+    AccessTokens, Accounts, Admin, ClientLimits, EmailChanges, Health, Passwords, Sessions,
+};
 
 /// A document served from memory as it was prepared at start-up (the JWKS, discovery), and
 /// its `Cache-Control`.
@@ -21,6 +25,8 @@ pub struct State {
     pub accounts: Arc<Accounts>,
     pub sessions: Sessions,
     pub passwords: Arc<Passwords>,
+    pub email_changes: Arc<EmailChanges>,
+    pub admin: Admin,
     pub access_tokens: AccessTokens,
     pub health: Health,
     pub client_limits: ClientLimits,
@@ -31,8 +37,10 @@ pub struct State {
     pub discovery: Prepared,
     pub cors: Cors,
     pub metrics: Arc<Metrics>,
-    /// Operator routes are served on an admin listener, not the public one.
-    pub admin_listener: bool,
+    /// Which listeners and APIs are served (operator routes move to the admin listener).
+    pub serving: Serving,
+    /// The admin API's secret, when it is on.
+    pub admin_secret: Option<AdminSecret>,
     /// Longest a request may take, body reading included; a stalled client is cut off.
     pub request_timeout: std::time::Duration,
 }

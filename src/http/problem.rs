@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::Response;
 use crate::domain::{EmailError, PasswordError as PasswordFormatError};
 use crate::service::{
-    AccountError, BearerError, ClientLimitError, PasswordError, ServerError, SessionError,
+    AccountError, AdminError, BearerError, ClientLimitError, EmailChangeError, PasswordError,
+    ServerError, SessionError,
 };
 
 /// Marks a response that shed load (a full CPU pool), for `authd_shed_total`.
@@ -104,6 +105,41 @@ impl Problem {
         );
         p.bearer_challenge = true;
         p
+    }
+
+    /// A request to the admin API without its secret.
+    pub fn admin_secret_required() -> Problem {
+        let mut p = Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "the admin secret is required (Authorization: Bearer …)",
+        );
+        p.bearer_challenge = true;
+        p
+    }
+
+    pub fn account_disabled() -> Problem {
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "this account is disabled",
+        )
+    }
+
+    pub fn email_taken() -> Problem {
+        Problem::new(
+            StatusCode::CONFLICT,
+            "email_taken",
+            "an account with this email already exists",
+        )
+    }
+
+    fn wrong_password() -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the password is wrong",
+        )
     }
 
     pub fn invalid_credentials() -> Problem {
@@ -246,8 +282,10 @@ impl From<BearerError> for Problem {
     fn from(e: BearerError) -> Problem {
         match e {
             BearerError::Invalid => Problem::invalid_access_token(),
+            BearerError::Disabled => Problem::account_disabled(),
             // The revocation poller logs the store's failure.
             BearerError::Unavailable(_) => Problem::unavailable_unlogged(),
+            BearerError::Storage(cause) => Problem::unavailable(&cause),
         }
     }
 }
@@ -264,11 +302,8 @@ impl From<ClientLimitError> for Problem {
 impl From<AccountError> for Problem {
     fn from(e: AccountError) -> Problem {
         match e {
-            AccountError::EmailTaken => Problem::new(
-                StatusCode::CONFLICT,
-                "email_taken",
-                "an account with this email already exists",
-            ),
+            AccountError::EmailTaken => Problem::email_taken(),
+            AccountError::WrongPassword => Problem::wrong_password(),
             AccountError::InvalidToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
             AccountError::NoSuchAccount => Problem::new(
                 StatusCode::NOT_FOUND,
@@ -291,6 +326,7 @@ impl From<SessionError> for Problem {
                 "email_not_verified",
                 "verify your email address before logging in",
             ),
+            SessionError::AccountDisabled => Problem::account_disabled(),
             SessionError::InvalidToken => Problem::invalid_token(StatusCode::UNAUTHORIZED),
             SessionError::NoSuchSession => Problem::new(
                 StatusCode::NOT_FOUND,
@@ -308,13 +344,33 @@ impl From<PasswordError> for Problem {
         match e {
             PasswordError::InvalidResetToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
             PasswordError::InvalidAccessToken => Problem::invalid_access_token(),
-            PasswordError::WrongPassword => Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "the current password is wrong",
-            ),
+            PasswordError::WrongPassword => Problem::wrong_password(),
             PasswordError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
             PasswordError::Server(e) => e.into(),
+        }
+    }
+}
+
+impl From<EmailChangeError> for Problem {
+    fn from(e: EmailChangeError) -> Problem {
+        match e {
+            EmailChangeError::InvalidAccessToken => Problem::invalid_access_token(),
+            EmailChangeError::WrongPassword => Problem::wrong_password(),
+            EmailChangeError::EmailTaken => Problem::email_taken(),
+            EmailChangeError::InvalidToken => Problem::invalid_token(StatusCode::BAD_REQUEST),
+            EmailChangeError::RateLimited { retry_after } => Problem::rate_limited(retry_after),
+            EmailChangeError::Server(e) => e.into(),
+        }
+    }
+}
+
+impl From<AdminError> for Problem {
+    fn from(e: AdminError) -> Problem {
+        match e {
+            AdminError::NoSuchUser => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "no such user")
+            }
+            AdminError::Server(e) => e.into(),
         }
     }
 }

@@ -80,13 +80,18 @@ impl SigningKey {
     /// RustCrypto `rsa` crate makes it; signing still goes through ring. Slow: call it off
     /// the async workers.
     pub fn generate() -> Result<SigningKey, KeyError> {
+        SigningKey::from_pkcs8_der(&SigningKey::generate_pkcs8()?)
+    }
+
+    /// A fresh 2048-bit key as PKCS#8 DER, what `AUTH_SIGNING_KEY` files hold (as PEM).
+    pub fn generate_pkcs8() -> Result<Vec<u8>, KeyError> {
         use rsa::pkcs8::EncodePrivateKey as _;
         let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, MIN_RSA_BITS)
             .map_err(|e| KeyError::Generate(e.to_string()))?;
         let der = key
             .to_pkcs8_der()
             .map_err(|e| KeyError::Generate(e.to_string()))?;
-        SigningKey::from_pkcs8_der(der.as_bytes())
+        Ok(der.as_bytes().to_vec())
     }
 
     pub fn kid(&self) -> &str {

@@ -94,6 +94,38 @@ pub fn password_reset(to: &Email, link: &str, ttl: Duration) -> Message {
     )
 }
 
+/// The email, to the new address, whose link moves the account there.
+pub fn email_change(to: &Email, link: &str, ttl: Duration) -> Message {
+    message(
+        to,
+        "Confirm your new email address",
+        "Someone asked to move an account to this email address.",
+        "Use this email address",
+        link,
+        &format!("This link expires in {} and works once.", humanize(ttl)),
+        "If you did not ask for this, ignore this email: nothing changes.",
+    )
+}
+
+/// The notice, without a link, to the current address of an account whose address may
+/// change.
+pub fn email_change_notice(to: &Email) -> Message {
+    let text = "Someone who knows your password asked to change the email address of your \
+                account. The change happens only when the link sent to the new address is \
+                used, and it ends every session of the account.\n\nIf this was not you, \
+                change your password now.\n";
+    let html = format!(
+        "<!doctype html>\n<html><body style=\"font-family:sans-serif\">\n<p>{}</p>\n</body></html>\n",
+        escape_html(text).replace("\n\n", "</p>\n<p>")
+    );
+    Message {
+        to: to.clone(),
+        subject: "Your email address may change".to_string(),
+        text: text.to_string(),
+        html,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

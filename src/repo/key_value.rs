@@ -33,4 +33,10 @@ pub trait KeyValue: Send + Sync {
     async fn counter(&self, key: &str) -> Result<Option<Counter>, RepoError>;
 
     async fn delete(&self, key: &str) -> Result<(), RepoError>;
+
+    /// Adds `member` to the set at `key`, which then lives at least `ttl` more.
+    async fn add_member(&self, key: &str, member: &str, ttl: Duration) -> Result<(), RepoError>;
+
+    /// Returns the members of the set at `key` and deletes it, in one step.
+    async fn take_members(&self, key: &str) -> Result<Vec<String>, RepoError>;
 }

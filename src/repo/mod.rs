@@ -6,7 +6,8 @@
 //! | accounts | [`Users`] | [`postgres`], [`memory`] |
 //! | sessions and refresh tokens | [`RefreshTokens`] | [`postgres`], [`memory`] |
 //! | the email outbox | [`Outbox`] | [`postgres`], [`memory`] |
-//! | one-time tokens | [`OneTimeTokens`] over [`KeyValue`] | [`redis`], [`memory`] |
+//! | one-time tokens, and each account's | [`OneTimeTokens`], [`OwnedTokens`] over [`KeyValue`] | [`redis`], [`memory`] |
+//! | disabled accounts, for bearer checks | [`DisabledMarks`] over [`KeyValue`] | [`redis`], [`memory`] |
 //! | rate-limit counters | [`RateLimits`] over [`KeyValue`] | [`redis`], [`memory`] |
 //! | readiness | [`Dependency`] | all |
 //!
@@ -16,6 +17,7 @@
 //! [`open`] picks the backends the configuration asks for.
 
 mod dependency;
+mod disabled_marks;
 mod error;
 mod key_value;
 mod one_time_tokens;
@@ -30,11 +32,12 @@ pub mod postgres;
 pub mod redis;
 
 pub use dependency::Dependency;
+pub use disabled_marks::DisabledMarks;
 pub use error::RepoError;
 pub use key_value::{Counter, KeyValue};
-pub use one_time_tokens::{OneTimeKind, OneTimeTokens, Subject};
+pub use one_time_tokens::{OneTimeKind, OneTimeTokens, OwnedTokens, Subject};
 pub use open::{open, OpenError, Repos};
 pub use outbox::{Outbox, OutboxItem, OutgoingEmail};
 pub use rate_limits::{RateKey, RateLimits};
 pub use refresh_tokens::{EndMark, NewRefreshToken, NewSession, RefreshTokens, Rotation};
-pub use users::{CreateUserError, NewUser, Users};
+pub use users::{AddressChange, CreateUserError, NewUser, Users};

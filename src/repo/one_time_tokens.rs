@@ -1,12 +1,15 @@
-//! Single-use tokens (email verification, password reset) by the hash of the token, each
-//! kind in its own key space, with a lifetime.
+//! Single-use tokens (email verification, password reset, email change) by the hash of
+//! the token, each kind in its own key space, with a lifetime — and, per account, which
+//! tokens it has, so that deleting the account deletes them too.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{KeyValue, RepoError};
-use crate::domain::{Reset, ResetGrant, TokenHash, UserId, Verification};
+use crate::domain::{
+    Email, EmailChange, EmailChangeGrant, Reset, ResetGrant, TokenHash, UserId, Verification,
+};
 
 /// A kind of one-time token: its key space and what it stands for.
 pub trait OneTimeKind: Send + Sync + 'static {
@@ -25,10 +28,16 @@ impl OneTimeKind for Reset {
     type Subject = ResetGrant;
 }
 
-/// What a token stands for, as stored text.
-pub trait Subject: Copy + Send + Sync + Sized + 'static {
+impl OneTimeKind for EmailChange {
+    const SEGMENT: &'static str = "email-change";
+    type Subject = EmailChangeGrant;
+}
+
+/// What a token stands for, as stored text, and whose it is.
+pub trait Subject: Clone + Send + Sync + Sized + 'static {
     fn encode(&self) -> String;
     fn decode(text: &str) -> Option<Self>;
+    fn owner(&self) -> UserId;
 }
 
 impl Subject for UserId {
@@ -38,6 +47,31 @@ impl Subject for UserId {
 
     fn decode(text: &str) -> Option<UserId> {
         uuid::Uuid::parse_str(text).ok().map(UserId::from_uuid)
+    }
+
+    fn owner(&self) -> UserId {
+        *self
+    }
+}
+
+/// `<uuid>:<stamp in hex>:<address>` (the address last: it may hold a `:`).
+impl Subject for EmailChangeGrant {
+    fn encode(&self) -> String {
+        format!("{}:{:016x}:{}", self.user, self.stamp, self.to.as_str())
+    }
+
+    fn decode(text: &str) -> Option<EmailChangeGrant> {
+        let (user, rest) = text.split_once(':')?;
+        let (stamp, to) = rest.split_once(':')?;
+        Some(EmailChangeGrant {
+            user: UserId::decode(user)?,
+            stamp: u64::from_str_radix(stamp, 16).ok()?,
+            to: Email::parse(to).ok()?,
+        })
+    }
+
+    fn owner(&self) -> UserId {
+        self.user
     }
 }
 
@@ -53,6 +87,36 @@ impl Subject for ResetGrant {
             user: UserId::decode(user)?,
             stamp: u64::from_str_radix(stamp, 16).ok()?,
         })
+    }
+
+    fn owner(&self) -> UserId {
+        self.user
+    }
+}
+
+/// The key of the set listing an account's one-time tokens, of every kind.
+fn owner_key(user: UserId) -> String {
+    format!("owned:{user}")
+}
+
+/// Every one-time token of an account, whatever its kind.
+#[derive(Clone)]
+pub struct OwnedTokens {
+    store: Arc<dyn KeyValue>,
+}
+
+impl OwnedTokens {
+    pub fn new(store: Arc<dyn KeyValue>) -> OwnedTokens {
+        OwnedTokens { store }
+    }
+
+    /// Deletes every one-time token of `user` (an account being deleted). Tokens whose
+    /// deletion fails are useless anyway: their account is gone.
+    pub async fn forget(&self, user: UserId) -> Result<(), RepoError> {
+        for key in self.store.take_members(&owner_key(user)).await? {
+            self.store.delete(&key).await?;
+        }
+        Ok(())
     }
 }
 
@@ -83,16 +147,20 @@ impl<K: OneTimeKind> OneTimeTokens<K> {
         format!("{}:{}", K::SEGMENT, hash.to_hex())
     }
 
-    /// Stores `hash → subject` for `ttl`.
+    /// Stores `hash → subject` for `ttl`, listed among its owner's tokens first (a
+    /// listed key whose token was never stored is harmless; a token its owner's list
+    /// misses would survive the account's deletion).
     pub async fn put(
         &self,
         hash: &TokenHash<K>,
         subject: K::Subject,
         ttl: Duration,
     ) -> Result<(), RepoError> {
+        let key = Self::key(hash);
         self.store
-            .set(&Self::key(hash), &subject.encode(), ttl)
-            .await
+            .add_member(&owner_key(subject.owner()), &key, ttl)
+            .await?;
+        self.store.set(&key, &subject.encode(), ttl).await
     }
 
     /// The subject of a live token, without spending it.

@@ -7,11 +7,12 @@ use std::time::Duration;
 use super::postgres::{self, MigrateError, PgStore};
 use super::redis::RedisStore;
 use super::{
-    memory, Dependency, KeyValue, OneTimeTokens, Outbox, RateLimits, RefreshTokens, Users,
+    memory, Dependency, DisabledMarks, KeyValue, OneTimeTokens, Outbox, OwnedTokens, RateLimits,
+    RefreshTokens, Users,
 };
 use crate::clock::Clock;
 use crate::config::StorageConfig;
-use crate::domain::{Reset, Verification};
+use crate::domain::{EmailChange, Reset, Verification};
 use crate::metrics::Metrics;
 
 /// Longest start-up waits for PostgreSQL to answer and migrations to apply.
@@ -25,6 +26,9 @@ pub struct Repos {
     pub outbox: Arc<dyn Outbox>,
     pub verification_tokens: OneTimeTokens<Verification>,
     pub reset_tokens: OneTimeTokens<Reset>,
+    pub email_change_tokens: OneTimeTokens<EmailChange>,
+    pub owned_tokens: OwnedTokens,
+    pub disabled_marks: DisabledMarks,
     pub rate_limits: RateLimits,
     pub dependencies: Vec<Arc<dyn Dependency>>,
 }
@@ -109,6 +113,9 @@ pub async fn open(
         outbox,
         verification_tokens: OneTimeTokens::new(Arc::clone(&ephemeral)),
         reset_tokens: OneTimeTokens::new(Arc::clone(&ephemeral)),
+        email_change_tokens: OneTimeTokens::new(Arc::clone(&ephemeral)),
+        owned_tokens: OwnedTokens::new(Arc::clone(&ephemeral)),
+        disabled_marks: DisabledMarks::new(Arc::clone(&ephemeral)),
         rate_limits: RateLimits::new(ephemeral),
         dependencies,
     })

@@ -16,13 +16,19 @@ pub enum OutgoingEmail {
     Verification { user: UserId, to: Email },
     /// A password-reset link for `user`.
     PasswordReset { user: UserId, to: Email },
+    /// The link that moves `user`'s account to the address `to` (not yet the account's).
+    EmailChange { user: UserId, to: Email },
+    /// A notice, without a link, to `user`'s current address that a change was asked for.
+    EmailChangeNotice { user: UserId, to: Email },
 }
 
 impl OutgoingEmail {
     pub fn user(&self) -> UserId {
         match self {
             OutgoingEmail::Verification { user, .. }
-            | OutgoingEmail::PasswordReset { user, .. } => *user,
+            | OutgoingEmail::PasswordReset { user, .. }
+            | OutgoingEmail::EmailChange { user, .. }
+            | OutgoingEmail::EmailChangeNotice { user, .. } => *user,
         }
     }
 }
@@ -38,8 +44,8 @@ pub struct OutboxItem {
 
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Queues an email, due at `now`. Durable once this returns.
-    async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError>;
+    /// Queues emails, due at `now`, all or none. Durable once this returns.
+    async fn enqueue(&self, emails: &[OutgoingEmail], now: SystemTime) -> Result<(), RepoError>;
 
     /// Queues a password-reset email for the account of `to`, found in the same step.
     /// A request for an address without an account is stored too — the work, and so the

@@ -47,8 +47,9 @@ pub enum Rotation {
 #[async_trait]
 pub trait RefreshTokens: Send + Sync {
     /// Starts `session` (a login) with its first token — only if the user's password is
-    /// still `password`, the one the login checked, so that a reset or change committed
-    /// meanwhile cannot be outlived by this session. `false`: nothing started.
+    /// still `password`, the one the login checked, and the account is not disabled, so
+    /// that a reset, change or disabling committed meanwhile cannot be outlived by this
+    /// session. `false`: nothing started.
     async fn start_session(
         &self,
         session: NewSession,
@@ -115,6 +116,7 @@ pub trait RefreshTokens: Send + Sync {
     ) -> Result<Vec<(EndMark, SessionId)>, RepoError>;
 
     /// Deletes at most `limit` tokens expired before `now`, and the sessions they leave
-    /// empty. Returns how many tokens: fewer than `limit` means none are left.
+    /// empty, and at most `limit` kept ends of deleted accounts' sessions whose time is
+    /// over. Returns the larger count: fewer than `limit` means none are left.
     async fn purge_expired(&self, now: SystemTime, limit: usize) -> Result<u64, RepoError>;
 }

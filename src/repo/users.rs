@@ -17,6 +17,17 @@ pub enum CreateUserError {
     Repo(#[from] RepoError),
 }
 
+/// What changing an account's email did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressChange {
+    /// The address changed (and counts as verified); these sessions ended.
+    Changed(Vec<SessionId>),
+    /// Another account has the new address.
+    Taken,
+    /// No such account, or its address is no longer the one the change was asked from.
+    Stale,
+}
+
 /// A user to create.
 pub struct NewUser {
     pub id: UserId,
@@ -41,8 +52,9 @@ pub trait Users: Send + Sync {
     /// The account with this id, if any.
     async fn by_id(&self, id: UserId) -> Result<Option<User>, RepoError>;
 
-    /// Marks the email verified. Verifying twice, or an unknown id, is not an error.
-    async fn mark_verified(&self, id: UserId) -> Result<(), RepoError>;
+    /// Marks the email verified (verifying twice is not an error). `false`: there is no
+    /// such account.
+    async fn mark_verified(&self, id: UserId) -> Result<bool, RepoError>;
 
     /// Replaces the password hash — only if it is still `current`, so that of two racing
     /// changes one wins — marks the email verified when `verified` is set, and ends every
@@ -56,5 +68,38 @@ pub trait Users: Send + Sync {
         new: PasswordHash,
         verified: bool,
         now: SystemTime,
+    ) -> Result<Option<Vec<SessionId>>, RepoError>;
+
+    /// Disables or enables the account; disabling ends every session, atomically, and a
+    /// login racing it starts none ([`crate::repo::RefreshTokens::start_session`] refuses
+    /// disabled accounts). The sessions it ended; `None` when there is no such account.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        now: SystemTime,
+    ) -> Result<Option<Vec<SessionId>>, RepoError>;
+
+    /// Changes the address from `from` to `to` — only if it is still `from` — marks it
+    /// verified and ends every session, atomically. Of two accounts changing to one
+    /// address, one gets `Changed` and the other `Taken`.
+    async fn change_email(
+        &self,
+        id: UserId,
+        from: &Email,
+        to: &Email,
+        now: SystemTime,
+    ) -> Result<AddressChange, RepoError>;
+
+    /// Deletes the account and everything stored with it — sessions and their refresh
+    /// tokens, every outbox row for it, and password-reset requests for its address — in
+    /// one atomic step. Every session ends: ends stay readable by
+    /// [`crate::repo::RefreshTokens::ended_since`] until `keep_ends_until`, naming no
+    /// account. The sessions it ended; `None` when there is no such account.
+    async fn delete(
+        &self,
+        id: UserId,
+        now: SystemTime,
+        keep_ends_until: SystemTime,
     ) -> Result<Option<Vec<SessionId>>, RepoError>;
 }

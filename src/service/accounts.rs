@@ -1,16 +1,20 @@
 //! Accounts: registration, email verification, resending the verification email — and the
-//! verification link, minted when its email is sent.
+//! verification link, minted when its email is sent — and deleting one's own account.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
 
-use super::{server_error_conversions, Limiter, Mailroom, ServerError, Shared};
+use super::{
+    server_error_conversions, Limiter, LoginLimits, Mailroom, Removal, ServerError, Shared,
+};
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::Verification;
-use crate::domain::{ClientAddr, Email, Password, User, UserId, VerificationToken};
+use crate::domain::{
+    ClientAddr, CurrentPassword, Email, Password, User, UserId, VerificationToken,
+};
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
 use crate::repo::{
@@ -29,6 +33,9 @@ pub enum AccountError {
     /// The account a valid access token names is gone.
     #[error("the account is gone")]
     Gone,
+    /// The password given to delete the account is wrong.
+    #[error("wrong password")]
+    WrongPassword,
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
     #[error(transparent)]
@@ -42,6 +49,9 @@ pub struct Accounts {
     tokens: OneTimeTokens<Verification>,
     mailroom: Arc<Mailroom>,
     resend_limit: Limiter,
+    /// Wrong passwords given to delete the account count as failed logins.
+    login_limits: LoginLimits,
+    removal: Arc<Removal>,
     hasher: Arc<Hasher>,
     clock: Arc<dyn Clock>,
     /// Where the verification link points, and how long it works.
@@ -56,6 +66,7 @@ impl Accounts {
         tokens: &TokenConfig,
         limits: &LimitConfig,
         verify_url: LinkTemplate,
+        removal: Arc<Removal>,
     ) -> Accounts {
         Accounts {
             users: Arc::clone(&shared.repos.users),
@@ -67,6 +78,12 @@ impl Accounts {
                 "resend",
                 Arc::clone(&shared.metrics),
             ),
+            login_limits: LoginLimits::new(
+                shared.repos.rate_limits.clone(),
+                limits.login_failures,
+                Arc::clone(&shared.metrics),
+            ),
+            removal,
             hasher: Arc::clone(&shared.hasher),
             clock: Arc::clone(&shared.clock),
             verify_url,
@@ -122,12 +139,49 @@ impl Accounts {
             .peek(&hash)
             .await?
             .ok_or(AccountError::InvalidToken)?;
-        self.users.mark_verified(user).await?;
+        // A token of a deleted account names no account: it verifies nothing.
+        if !self.users.mark_verified(user).await? {
+            return Err(AccountError::InvalidToken);
+        }
         self.tokens
             .take(&hash)
             .await?
             .ok_or(AccountError::InvalidToken)?;
         tracing::info!(user_id = %user, "email verified");
+        Ok(())
+    }
+
+    /// Deletes the account of `user` (from a checked access token) after checking its
+    /// password, with everything it has. Wrong passwords count as failed logins.
+    pub async fn delete(
+        &self,
+        client: ClientAddr,
+        user: UserId,
+        password: CurrentPassword,
+    ) -> Result<(), AccountError> {
+        let CurrentPassword::Possible(password) = password else {
+            return Err(AccountError::WrongPassword);
+        };
+        let account = self.users.by_id(user).await?.ok_or(AccountError::Gone)?;
+        if let Err(exceeded) = self.login_limits.admit(&account.email).await? {
+            return Err(AccountError::RateLimited {
+                retry_after: exceeded.retry_after,
+            });
+        }
+        if !self
+            .hasher
+            .verify(client, password, Some(&account.password_hash))
+            .await?
+        {
+            self.login_limits.failed(&account.email).await?;
+            return Err(AccountError::WrongPassword);
+        }
+        // The address may register again with a clean slate.
+        self.login_limits.succeeded(&account.email).await?;
+        if !self.removal.delete(user).await? {
+            return Err(AccountError::Gone);
+        }
+        tracing::info!(user_id = %user, "account deleted by its user");
         Ok(())
     }
 
@@ -164,7 +218,7 @@ impl Accounts {
             user: user.id,
             to: user.email,
         };
-        self.mailroom.queue(email).await?;
+        self.mailroom.queue(&[email]).await?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use super::revocations::{Revocations, Stale};
 use crate::clock::Clock;
 use crate::domain::{SessionId, UserId};
 use crate::jwt::{Verified, Verifier};
+use crate::repo::DisabledMarks;
 
 /// Verified tokens remembered at most; past it, the expired ones go, or all of them.
 const REMEMBERED: usize = 100_000;
@@ -25,19 +26,26 @@ pub struct Caller {
 }
 
 /// Why a bearer token is not accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum BearerError {
     /// Missing, malformed, badly signed, expired, foreign — or its session has ended.
     #[error("invalid access token")]
     Invalid,
+    /// Its session has ended because an operator disabled the account: `403`.
+    #[error("account disabled")]
+    Disabled,
     /// Whether its session has ended cannot be told now: 503.
     #[error(transparent)]
     Unavailable(#[from] Stale),
+    /// Whether its account is disabled cannot be told now: 503.
+    #[error(transparent)]
+    Storage(#[from] crate::repo::RepoError),
 }
 
 pub struct AccessTokens {
     verifier: Verifier,
     revocations: Arc<Revocations>,
+    disabled_marks: DisabledMarks,
     clock: Arc<dyn Clock>,
     /// By the token's SHA-256, so that memory stays small per token. A std lock: held
     /// for one map operation.
@@ -48,22 +56,28 @@ impl AccessTokens {
     pub fn new(
         verifier: Verifier,
         revocations: Arc<Revocations>,
+        disabled_marks: DisabledMarks,
         clock: Arc<dyn Clock>,
     ) -> AccessTokens {
         AccessTokens {
             verifier,
             revocations,
+            disabled_marks,
             clock,
             verified: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Whom the bearer token (if any) speaks for.
-    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, BearerError> {
+    /// Whom the bearer token (if any) speaks for. Storage is asked only when the token's
+    /// session has ended (is its account disabled?): a valid token costs no round trip.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, BearerError> {
         let token = bearer.ok_or(BearerError::Invalid)?;
         let now = self.clock.unix_now();
         let verified = self.verified(token, now)?;
         if self.revocations.has_ended(verified.session, verified.iat)? {
+            if self.disabled_marks.is_marked(verified.user).await? {
+                return Err(BearerError::Disabled);
+            }
             return Err(BearerError::Invalid);
         }
         Ok(Caller {

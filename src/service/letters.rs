@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Accounts, Passwords};
+use super::{Accounts, EmailChanges, Passwords};
 use crate::mail::{self, Message};
 use crate::repo::{OutgoingEmail, RepoError};
 
 pub struct Letters {
     pub accounts: Arc<Accounts>,
     pub passwords: Arc<Passwords>,
+    pub email_changes: Arc<EmailChanges>,
 }
 
 #[async_trait]
@@ -22,6 +23,12 @@ impl mail::worker::Letters for Letters {
                 self.accounts.verification_letter(*user).await
             }
             OutgoingEmail::PasswordReset { user, .. } => self.passwords.reset_letter(*user).await,
+            OutgoingEmail::EmailChange { user, to } => {
+                self.email_changes.confirmation_letter(*user, to).await
+            }
+            OutgoingEmail::EmailChangeNotice { user, .. } => {
+                self.email_changes.notice_letter(*user).await
+            }
         }
     }
 }

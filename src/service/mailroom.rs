@@ -32,10 +32,12 @@ impl Mailroom {
         }
     }
 
-    /// Queues `email`; durable once this returns.
-    pub async fn queue(&self, email: OutgoingEmail) -> Result<(), RepoError> {
-        self.outbox.enqueue(email, self.clock.now()).await?;
-        self.queued();
+    /// Queues `emails`, all or none; durable once this returns.
+    pub async fn queue(&self, emails: &[OutgoingEmail]) -> Result<(), RepoError> {
+        self.outbox.enqueue(emails, self.clock.now()).await?;
+        for _ in emails {
+            self.queued();
+        }
         Ok(())
     }
 

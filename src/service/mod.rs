@@ -2,7 +2,10 @@
 //!
 //! | Service | Owns |
 //! |---|---|
-//! | [`Accounts`] | registering, verifying the email, resending the verification email — and the verification link it issues |
+//! | [`Accounts`] | registering, verifying the email, resending the verification email — and the verification link it issues; deleting one's own account |
+//! | [`EmailChanges`] | changing the address: the confirmation link (and the stamp that makes older ones stale), the notice |
+//! | [`Removal`] | deleting an account with everything it has, for its user or an operator |
+//! | [`Admin`] | the operator's actions (SPEC §10), each logged on `authd::audit` |
 //! | [`Sessions`] | logging in, refreshing (rotation with reuse detection), logging out |
 //! | [`Passwords`] | forgotten passwords (reset links, and the stamp that makes older ones stale) and password changes |
 //! | [`AccessTokens`] | checking the bearer access tokens authd issued, their sessions still live |
@@ -17,27 +20,33 @@
 //! storage failing: 503, cause logged; a bug: 500).
 
 mod accounts;
+mod admin;
 mod bearer;
 mod client_limits;
+mod email_change;
 mod health;
 mod letters;
 mod login_limits;
 mod mailroom;
 mod passwords;
 mod rate_limit;
+mod removal;
 mod revocations;
 mod sessions;
 mod shared;
 
 pub use accounts::{AccountError, Accounts};
+pub use admin::{Admin, AdminError, UserView};
 pub use bearer::{AccessTokens, BearerError, Caller};
 pub use client_limits::{ClientLimitError, ClientLimits};
+pub use email_change::{EmailChangeError, EmailChanges};
 pub use health::{Health, Readiness};
 pub use letters::Letters;
 pub use login_limits::LoginLimits;
 pub use mailroom::Mailroom;
 pub use passwords::{PasswordError, Passwords};
 pub use rate_limit::{Exceeded, Limiter, RateLimit};
+pub use removal::Removal;
 pub use revocations::{Revocations, Stale};
 pub use sessions::{SessionError, Sessions, TokenPair};
 pub(crate) use shared::server_error_conversions;

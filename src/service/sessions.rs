@@ -27,6 +27,10 @@ pub enum SessionError {
     /// Correct password, unverified email.
     #[error("email not verified")]
     EmailNotVerified,
+    /// An operator disabled the account (told only to whoever presented its password or
+    /// one of its refresh tokens).
+    #[error("account disabled")]
+    AccountDisabled,
     /// Unknown, expired, revoked or reused refresh token.
     #[error("invalid refresh token")]
     InvalidToken,
@@ -123,6 +127,9 @@ impl Sessions {
             }
         };
         self.login_limits.succeeded(&email).await?;
+        if user.disabled {
+            return Err(SessionError::AccountDisabled);
+        }
         if !user.email_verified {
             return Err(SessionError::EmailNotVerified);
         }
@@ -144,7 +151,12 @@ impl Sessions {
             .start_session(session, &user.password_hash)
             .await?;
         if !started {
-            return Err(SessionError::InvalidCredentials);
+            // The password changed or the account was disabled during the check.
+            let disabled = self.users.by_id(user.id).await?.is_some_and(|u| u.disabled);
+            return Err(match disabled {
+                true => SessionError::AccountDisabled,
+                false => SessionError::InvalidCredentials,
+            });
         }
         tracing::info!(user_id = %user.id, "login");
         self.pair(signing, user.id, id, refresh_token).await
@@ -197,6 +209,17 @@ impl Sessions {
             tracing::warn!(session = %state.session, "refresh token reuse detected: session revoked");
         }
         self.metrics.refresh(verdict.label());
+        // Disabling ends every session: whoever holds one of its tokens learns why.
+        if let (Verdict::Revoked, Some(state)) = (verdict, state) {
+            if self
+                .users
+                .by_id(state.user)
+                .await?
+                .is_some_and(|u| u.disabled)
+            {
+                return Err(SessionError::AccountDisabled);
+            }
+        }
         Err(SessionError::InvalidToken)
     }
 
@@ -302,6 +325,9 @@ mod tests {
             outbox: db.clone(),
             verification_tokens: OneTimeTokens::new(kv.clone()),
             reset_tokens: OneTimeTokens::new(kv.clone()),
+            email_change_tokens: OneTimeTokens::new(kv.clone()),
+            owned_tokens: crate::repo::OwnedTokens::new(kv.clone()),
+            disabled_marks: crate::repo::DisabledMarks::new(kv.clone()),
             rate_limits: RateLimits::new(kv),
             dependencies: vec![],
         };

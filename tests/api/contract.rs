@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use authd::clock::ManualClock;
 use authd::domain::{
-    classify, Email, PasswordHash, Refresh, ResetGrant, SessionId, TokenHash, TokenState,
-    UserAgent, UserId, Verdict,
+    classify, Email, EmailChangeGrant, PasswordHash, Refresh, ResetGrant, SessionId, TokenHash,
+    TokenState, UserAgent, UserId, Verdict,
 };
 use authd::repo::{
-    CreateUserError, EndMark, NewRefreshToken, NewSession, NewUser, OutgoingEmail, RateKey, Repos,
-    Rotation,
+    AddressChange, CreateUserError, EndMark, NewRefreshToken, NewSession, NewUser, OutgoingEmail,
+    RateKey, Repos, Rotation,
 };
 use authd::Config;
 
@@ -277,6 +277,163 @@ async fn a_session_starts_only_under_the_password_that_was_checked(backend: Back
         .await
         .unwrap());
     session(&repos, user, token(4, DAY)).await;
+}
+
+both!(a_disabled_account_starts_no_session_and_disabling_ends_every_one);
+async fn a_disabled_account_starts_no_session_and_disabling_ends_every_one(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let (users, rt) = (&repos.users, &repos.refresh_tokens);
+    let user = new_user(&repos, "off@example.com").await;
+    let live = session(&repos, user, token(1, DAY)).await;
+    let now = SystemTime::now();
+    assert_eq!(
+        users.set_disabled(user, true, now).await.unwrap(),
+        Some(vec![live])
+    );
+    assert!(users.by_id(user).await.unwrap().unwrap().disabled);
+    assert!(!rt
+        .start_session(
+            new_session(SessionId::random(), user, token(2, DAY)),
+            &stored_hash()
+        )
+        .await
+        .unwrap());
+    // The refused token names its user, whose account the caller may then look up.
+    match rt.rotate(&hash(1), token(3, DAY), now).await.unwrap() {
+        Rotation::Refused(Some(state)) => {
+            assert!(state.session_revoked);
+            assert_eq!(state.user, user);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        users.set_disabled(user, false, now).await.unwrap(),
+        Some(vec![])
+    );
+    assert!(!users.by_id(user).await.unwrap().unwrap().disabled);
+    session(&repos, user, token(4, DAY)).await;
+    let nobody = UserId::random();
+    assert_eq!(users.set_disabled(nobody, true, now).await.unwrap(), None);
+    assert!(!users.mark_verified(nobody).await.unwrap());
+    assert!(users.mark_verified(user).await.unwrap());
+}
+
+both!(an_address_changes_only_from_where_it_was_and_only_to_a_free_one);
+async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let users = &repos.users;
+    let ann = new_user(&repos, "ann@example.com").await;
+    let bob = new_user(&repos, "bob@example.com").await;
+    let live = session(&repos, ann, token(1, DAY)).await;
+    let now = SystemTime::now();
+    let (from, to) = (email("ann@example.com"), email("ann2@example.com"));
+    assert_eq!(
+        users
+            .change_email(ann, &email("bob@example.com"), &to, now)
+            .await
+            .unwrap(),
+        AddressChange::Stale,
+        "not where it was"
+    );
+    assert_eq!(
+        users
+            .change_email(ann, &from, &email("BOB@example.com"), now)
+            .await
+            .unwrap(),
+        AddressChange::Taken
+    );
+    assert_eq!(
+        users.change_email(ann, &from, &to, now).await.unwrap(),
+        AddressChange::Changed(vec![live])
+    );
+    let moved = users.by_id(ann).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.email.as_str(), moved.email_verified),
+        ("ann2@example.com", true)
+    );
+    assert!(users.by_email(&from).await.unwrap().is_none());
+    assert_eq!(users.by_email(&to).await.unwrap().unwrap().id, ann);
+    // Two accounts moving to one address at once: one wins.
+    let (prize, bob_was) = (email("prize@example.com"), email("bob@example.com"));
+    let (a, b) = tokio::join!(
+        users.change_email(ann, &to, &prize, now),
+        users.change_email(bob, &bob_was, &prize, now)
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| matches!(o, AddressChange::Taken));
+    assert!(matches!(outcomes[0], AddressChange::Changed(_)));
+    assert_eq!(outcomes[1], AddressChange::Taken);
+}
+
+both!(a_deleted_account_takes_everything_with_it_but_its_ends);
+/// Its sessions' ends stay readable without it until `keep_ends_until`, then are purged.
+async fn a_deleted_account_takes_everything_with_it_but_its_ends(backend: Backend) {
+    let (repos, _clock, _s) = repos_with_clock(backend).await;
+    let (users, rt, outbox) = (&repos.users, &repos.refresh_tokens, &repos.outbox);
+    let gone = new_user(&repos, "gone@example.com").await;
+    let stays = new_user(&repos, "stays@example.com").await;
+    let live = session(&repos, gone, token(1, DAY)).await;
+    let ended = session(&repos, gone, token(2, DAY)).await;
+    let now = SystemTime::now();
+    let horizon = rt.end_horizon().await.unwrap();
+    assert!(rt.revoke_session(ended, now).await.unwrap());
+    let other = session(&repos, stays, token(3, DAY)).await;
+    outbox
+        .request_reset(&email("gone@example.com"), now)
+        .await
+        .unwrap();
+    let not_before = now - Duration::from_secs(60);
+    let keep_until = now + Duration::from_secs(3600);
+
+    assert_eq!(
+        users.delete(gone, now, keep_until).await.unwrap(),
+        Some(vec![live])
+    );
+    assert!(users.by_id(gone).await.unwrap().is_none());
+    assert!(users
+        .by_email(&email("gone@example.com"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(rt.sessions(gone, now).await.unwrap().is_empty());
+    assert_eq!(
+        rt.rotate(&hash(1), token(9, DAY), now).await.unwrap(),
+        Rotation::Refused(None),
+        "its tokens are gone"
+    );
+    // Only the other account's email is left to send.
+    let claimed = outbox
+        .claim(10, Duration::from_secs(60), now)
+        .await
+        .unwrap();
+    assert!(claimed.iter().all(|item| item.email.user() == stays));
+    assert_eq!(claimed.len(), 1);
+    let ends: Vec<SessionId> = rt
+        .ended_since(horizon, not_before, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    assert!(ends.contains(&live) && ends.contains(&ended), "{ends:?}");
+    assert!(!ends.contains(&other));
+    assert_eq!(users.delete(gone, now, keep_until).await.unwrap(), None);
+    // The address is free again.
+    let again = NewUser {
+        id: UserId::random(),
+        email: email("gone@example.com"),
+        password_hash: stored_hash(),
+    };
+    let first = verification_for(again.id, "gone@example.com");
+    users.create(again, first, now).await.unwrap();
+
+    // Once no reader needs them, the kept ends go.
+    rt.purge_expired(keep_until, 100).await.unwrap();
+    let left = rt
+        .ended_since(horizon, not_before, None, 100)
+        .await
+        .unwrap();
+    assert!(left.iter().all(|(_, id)| *id != live && *id != ended));
 }
 
 both!(sessions_list_only_the_live_ones_of_their_user);
@@ -656,7 +813,7 @@ async fn purges_go_in_batches_and_finish(backend: Backend) {
     // The outbox: two sent and two failed emails, one batch at a time.
     let ob = &repos.outbox;
     for _ in 0..3 {
-        ob.enqueue(verification_for(user, "batch@example.com"), now)
+        ob.enqueue(&[verification_for(user, "batch@example.com")], now)
             .await
             .unwrap();
     }
@@ -717,6 +874,60 @@ async fn one_time_tokens_work_once_per_kind_and_expire(backend: Backend) {
         .unwrap();
     let_pass(backend, &clock, Duration::from_millis(450)).await;
     assert_eq!(reset.take(&hash(2)).await.unwrap(), None);
+}
+
+both!(an_accounts_one_time_tokens_are_forgotten_together);
+async fn an_accounts_one_time_tokens_are_forgotten_together(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let (user, other) = (UserId::random(), UserId::random());
+    let minute = Duration::from_secs(60);
+    let to = email("next@example.com");
+    let change = EmailChangeGrant {
+        user,
+        stamp: 7,
+        to: to.clone(),
+    };
+    repos
+        .verification_tokens
+        .put(&hash(1), user, minute)
+        .await
+        .unwrap();
+    let grant = ResetGrant { user, stamp: 1 };
+    repos
+        .reset_tokens
+        .put(&hash(2), grant, minute)
+        .await
+        .unwrap();
+    repos
+        .email_change_tokens
+        .put(&hash(3), change.clone(), minute)
+        .await
+        .unwrap();
+    repos
+        .verification_tokens
+        .put(&hash(4), other, minute)
+        .await
+        .unwrap();
+    assert_eq!(
+        repos.email_change_tokens.peek(&hash(3)).await.unwrap(),
+        Some(change)
+    );
+    repos.owned_tokens.forget(user).await.unwrap();
+    assert_eq!(
+        repos.verification_tokens.peek(&hash(1)).await.unwrap(),
+        None
+    );
+    assert_eq!(repos.reset_tokens.peek(&hash(2)).await.unwrap(), None);
+    assert_eq!(
+        repos.email_change_tokens.peek(&hash(3)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        repos.verification_tokens.peek(&hash(4)).await.unwrap(),
+        Some(other),
+        "another account's are left"
+    );
+    repos.owned_tokens.forget(user).await.unwrap();
 }
 
 both!(concurrent_takes_of_one_token_have_one_winner);
@@ -793,9 +1004,12 @@ async fn outbox_claims_are_leases(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let user = new_user(&repos, "ida@example.com").await;
     let ob = &repos.outbox;
-    ob.enqueue(verification_for(user, "ida@example.com"), SystemTime::now())
-        .await
-        .unwrap();
+    ob.enqueue(
+        &[verification_for(user, "ida@example.com")],
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
     let lease = Duration::from_secs(30);
     let t0 = SystemTime::now();
     let first = ob.claim(10, lease, t0).await.unwrap();
@@ -827,12 +1041,18 @@ async fn old_sent_and_failed_emails_are_purged(backend: Backend) {
     let (repos, _s) = repos(backend).await;
     let user = new_user(&repos, "old@example.com").await;
     let ob = &repos.outbox;
-    ob.enqueue(verification_for(user, "old@example.com"), SystemTime::now())
-        .await
-        .unwrap();
-    ob.enqueue(verification_for(user, "old@example.com"), SystemTime::now())
-        .await
-        .unwrap();
+    ob.enqueue(
+        &[verification_for(user, "old@example.com")],
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    ob.enqueue(
+        &[verification_for(user, "old@example.com")],
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
     let items = ob
         .claim(10, Duration::from_secs(60), SystemTime::now())
         .await
@@ -887,7 +1107,7 @@ async fn reset_requests_without_an_account_are_never_claimed_and_dropped_in_bulk
     assert_eq!(ob.drop_orphans(10).await.unwrap(), 0);
     ob.mark_skipped(items[0].id).await.unwrap();
     // A verification email waiting does show.
-    ob.enqueue(verification_for(user, "known@example.com"), now)
+    ob.enqueue(&[verification_for(user, "known@example.com")], now)
         .await
         .unwrap();
     assert_eq!(ob.backlog(now).await.unwrap().0, 1);

@@ -240,6 +240,7 @@ async fn bodies_that_are_not_json_objects_are_400_everywhere() {
     for route in authd::router::ROUTES
         .iter()
         .filter(|r| r.method == Method::POST && r.label != "authz_forwarded")
+        .filter(|r| r.scope != authd::router::Scope::Admin)
     {
         for body in [
             r#"["array@example.com","12345678"]"#,

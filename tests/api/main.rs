@@ -5,6 +5,8 @@
 #[macro_use]
 mod support;
 
+mod accounts;
+mod admin;
 mod clients;
 mod connections;
 mod contract;
@@ -18,6 +20,7 @@ mod login;
 mod logout;
 mod openapi;
 mod operations;
+mod operator;
 mod password;
 mod persistence;
 mod refresh;

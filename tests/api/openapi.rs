@@ -1,10 +1,11 @@
-//! The OpenAPI document (src/http/openapi.json) is kept true: it lists exactly the routes
-//! authd serves, and every answer authd gives in these requests — successes and failures —
-//! is a documented status with the documented media type and required fields.
+//! The OpenAPI documents (src/http/openapi.json for the public API, openapi-admin.json for
+//! the admin API) are kept true: they list exactly the routes authd serves, and every
+//! answer authd gives in these requests — successes and failures — is a documented status
+//! with the documented media type and required fields.
 
 use std::collections::BTreeMap;
 
-use authd::router::ROUTES;
+use authd::router::{Scope, ROUTES};
 use hyper::Method;
 use serde_json::{json, Value};
 
@@ -12,6 +13,11 @@ use crate::support::{spawn_app_with, Backend, TestApp, TestResponse, PASSWORD};
 
 fn document() -> Value {
     serde_json::from_str(include_str!("../../src/http/openapi.json")).expect("openapi.json is JSON")
+}
+
+fn admin_document() -> Value {
+    serde_json::from_str(include_str!("../../src/http/openapi-admin.json"))
+        .expect("openapi-admin.json is JSON")
 }
 
 fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
@@ -67,12 +73,11 @@ fn conforms(doc: &Value, method: &str, path: &str, res: &TestResponse) {
     }
 }
 
-#[test]
-fn the_document_lists_exactly_the_served_routes() {
-    let doc = document();
+/// The paths and methods of `doc`, and those of the routes `admin` picks.
+fn documented_and_served(doc: &Value, admin: bool) -> [BTreeMap<String, Vec<String>>; 2] {
     assert_eq!(doc["openapi"], "3.1.0");
     let mut served: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for route in ROUTES {
+    for route in ROUTES.iter().filter(|r| (r.scope == Scope::Admin) == admin) {
         // OpenAPI writes a rest-of-path parameter like any other.
         served
             .entry(route.path.replace("{*", "{"))
@@ -92,6 +97,14 @@ fn the_document_lists_exactly_the_served_routes() {
     for methods in served.values_mut() {
         methods.sort();
     }
+    [documented, served]
+}
+
+#[test]
+fn the_documents_list_exactly_the_served_routes() {
+    let [documented, served] = documented_and_served(&document(), false);
+    assert_eq!(documented, served);
+    let [documented, served] = documented_and_served(&admin_document(), true);
     assert_eq!(documented, served);
 }
 

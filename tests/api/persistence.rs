@@ -18,7 +18,7 @@ fn migration_files() -> usize {
 }
 
 /// Every row of every table of the test database, as text.
-async fn dump_database(storage: &Storage) -> String {
+pub(crate) async fn dump_database(storage: &Storage) -> String {
     let client = storage.database.as_ref().unwrap().client().await;
     let tables = client
         .query(

@@ -37,6 +37,13 @@ pub(super) struct OutboxRow {
     pub state: OutboxState,
 }
 
+/// The end of a deleted account's session, kept for the readers of ends.
+pub(super) struct KeptEnd {
+    pub at: SystemTime,
+    pub mark: EndMark,
+    pub keep_until: SystemTime,
+}
+
 /// The tables.
 #[derive(Default)]
 pub(super) struct Tables {
@@ -50,6 +57,8 @@ pub(super) struct Tables {
     /// The mark the next session end gets. Ends happen under the one lock, so each is
     /// visible as soon as it is marked.
     pub next_end_mark: i64,
+    /// The ended sessions of deleted accounts.
+    pub session_ends: HashMap<SessionId, KeptEnd>,
 }
 
 impl Tables {

@@ -8,7 +8,7 @@
 //! running steadily: monotonic time comes from a [`Clock`], which tests move forward. The task ends
 //! when the store is dropped (see [`Shutdown`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::repo::{Counter, Dependency, KeyValue, RepoError};
 enum Value {
     Text(String),
     Count(u64),
+    Members(HashSet<String>),
 }
 
 struct Entry {
@@ -229,6 +230,38 @@ impl KeyValue for MemoryKv {
     async fn delete(&self, key: &str) -> Result<(), RepoError> {
         self.lock()?.remove(key);
         Ok(())
+    }
+
+    async fn add_member(&self, key: &str, member: &str, ttl: Duration) -> Result<(), RepoError> {
+        let now = self.now();
+        let mut state = self.lock()?;
+        let (mut members, expires_at) = match state.live(key, now) {
+            Some(Entry {
+                value: Value::Members(members),
+                expires_at,
+            }) => (members.clone(), (*expires_at).max(now + ttl)),
+            _ => (HashSet::new(), now + ttl),
+        };
+        members.insert(member.to_string());
+        let wake = state.set(key.to_string(), Value::Members(members), expires_at);
+        drop(state);
+        if wake {
+            self.shared.purge_task.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn take_members(&self, key: &str) -> Result<Vec<String>, RepoError> {
+        let now = self.now();
+        let mut state = self.lock()?;
+        let live = state.live(key, now).is_some();
+        match state.remove(key) {
+            Some(Entry {
+                value: Value::Members(members),
+                ..
+            }) if live => Ok(members.into_iter().collect()),
+            _ => Ok(Vec::new()),
+        }
     }
 }
 

@@ -20,8 +20,11 @@ impl MemoryDb {
 
 #[async_trait]
 impl Outbox for MemoryDb {
-    async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError> {
-        self.lock()?.push_outbox(Some(email), now);
+    async fn enqueue(&self, emails: &[OutgoingEmail], now: SystemTime) -> Result<(), RepoError> {
+        let mut tables = self.lock()?;
+        for email in emails {
+            tables.push_outbox(Some(email.clone()), now);
+        }
         Ok(())
     }
 

@@ -21,7 +21,7 @@ impl RefreshTokens for MemoryDb {
         if tables
             .users
             .get(&session.user)
-            .is_none_or(|u| u.password_hash != *password)
+            .is_none_or(|u| u.password_hash != *password || u.disabled)
         {
             return Ok(false);
         }
@@ -62,6 +62,7 @@ impl RefreshTokens for MemoryDb {
         };
         let state = TokenState {
             session: record.session,
+            user: session.user,
             rotated_at: record.rotated_at,
             expires_at: record.expires_at,
             session_revoked: session.revoked.is_some(),
@@ -162,6 +163,12 @@ impl RefreshTokens for MemoryDb {
             .sessions
             .iter()
             .filter_map(|(id, s)| s.revoked.map(|(at, mark)| (at, mark, *id)))
+            .chain(
+                tables
+                    .session_ends
+                    .iter()
+                    .map(|(id, e)| (e.at, e.mark, *id)),
+            )
             .filter(|(at, mark, id)| {
                 *mark >= from && *at >= not_before && after.is_none_or(|a| (*mark, *id) > a)
             })
@@ -187,6 +194,8 @@ impl RefreshTokens for MemoryDb {
         let purged = expired.len() as u64;
         let live: HashSet<SessionId> = tables.tokens.values().map(|r| r.session).collect();
         tables.sessions.retain(|id, _| live.contains(id));
-        Ok(purged)
+        let before = tables.session_ends.len();
+        tables.session_ends.retain(|_, e| e.keep_until > now);
+        Ok(purged.max((before - tables.session_ends.len()) as u64))
     }
 }

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_sessions.sql",
         include_str!("../../../sql/0007_sessions.sql"),
     ),
+    (
+        8,
+        "0008_accounts.sql",
+        include_str!("../../../sql/0008_accounts.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming authd's migration lock.

@@ -9,8 +9,12 @@ use super::PgStore;
 use crate::domain::{Email, UserId};
 use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
 
+/// Every email in one statement: all queued or none.
 const ENQUEUE: &str = "
-    INSERT INTO outbox (kind, user_id, recipient, created_at, due_at) VALUES ($1, $2, $3, $4, $4)";
+    INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
+    SELECT kind, user_id, recipient, $4, $4
+    FROM unnest($1::text[], $2::uuid[], $3::text[]) WITH ORDINALITY AS e(kind, user_id, recipient, n)
+    ORDER BY n";
 
 /// The account is looked up in the same statement: one row is written whether or not
 /// there is one (same work, same time); without one, `user_id` is NULL.
@@ -62,12 +66,13 @@ const BACKLOG: &str = "
 
 /// The outbox row of an email: kind, user, recipient as queued.
 pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Uuid, &str) {
-    match email {
-        OutgoingEmail::Verification { user, to } => ("verification", user.as_uuid(), to.as_str()),
-        OutgoingEmail::PasswordReset { user, to } => {
-            ("password_reset", user.as_uuid(), to.as_str())
-        }
-    }
+    let (kind, user, to) = match email {
+        OutgoingEmail::Verification { user, to } => ("verification", user, to),
+        OutgoingEmail::PasswordReset { user, to } => ("password_reset", user, to),
+        OutgoingEmail::EmailChange { user, to } => ("email_change", user, to),
+        OutgoingEmail::EmailChangeNotice { user, to } => ("email_change_notice", user, to),
+    };
+    (kind, user.as_uuid(), to.as_str())
 }
 
 fn item_from_row(row: &tokio_postgres::Row) -> Result<OutboxItem, RepoError> {
@@ -80,6 +85,8 @@ fn item_from_row(row: &tokio_postgres::Row) -> Result<OutboxItem, RepoError> {
     let email = match row.get::<_, &str>(1) {
         "verification" => OutgoingEmail::Verification { user, to },
         "password_reset" => OutgoingEmail::PasswordReset { user, to },
+        "email_change" => OutgoingEmail::EmailChange { user, to },
+        "email_change_notice" => OutgoingEmail::EmailChangeNotice { user, to },
         _ => return Err(RepoError::Corrupt("an outbox row has an unknown kind")),
     };
     let id: i64 = row.get(0);
@@ -113,11 +120,16 @@ impl PgStore {
 
 #[async_trait]
 impl Outbox for PgStore {
-    async fn enqueue(&self, email: OutgoingEmail, now: SystemTime) -> Result<(), RepoError> {
+    async fn enqueue(&self, emails: &[OutgoingEmail], now: SystemTime) -> Result<(), RepoError> {
+        let columns: Vec<_> = emails.iter().map(outbox_columns).collect();
+        let kinds: Vec<&str> = columns.iter().map(|c| c.0).collect();
+        let users: Vec<Uuid> = columns.iter().map(|c| c.1).collect();
+        let recipients: Vec<&str> = columns.iter().map(|c| c.2).collect();
         self.with(|client| async move {
             let stmt = client.prepare_cached(ENQUEUE).await?;
-            let (kind, user, to) = outbox_columns(&email);
-            client.execute(&stmt, &[&kind, &user, &to, &now]).await?;
+            client
+                .execute(&stmt, &[&kinds, &users, &recipients, &now])
+                .await?;
             Ok(())
         })
         .await

@@ -11,12 +11,13 @@ use crate::domain::{
 };
 use crate::repo::{EndMark, NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
-/// FOR SHARE on the user row: a concurrent password change (which updates that row, then
-/// revokes the sessions) either waits for this session to exist and then revokes it, or
-/// commits first and this finds the password changed.
+/// FOR SHARE on the user row: a concurrent password change or disabling (which updates
+/// that row, then revokes the sessions) either waits for this session to exist and then
+/// revokes it, or commits first and this finds the password changed or the account
+/// disabled.
 const START_SESSION: &str = "
     WITH account AS (
-        SELECT id FROM users WHERE id = $2 AND password_hash = $5 FOR SHARE
+        SELECT id FROM users WHERE id = $2 AND password_hash = $5 AND NOT disabled FOR SHARE
     ), family AS (
         INSERT INTO refresh_families (id, user_id, user_agent) SELECT $1, id, $6 FROM account
         RETURNING id
@@ -43,7 +44,7 @@ const ROTATE: &str = "
 
 /// A token that could not be rotated, as it is now.
 const TOKEN_STATE: &str = "
-    SELECT t.family_id, t.rotated_at, t.expires_at, f.revoked_at IS NOT NULL
+    SELECT t.family_id, t.rotated_at, t.expires_at, f.revoked_at IS NOT NULL, f.user_id
     FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
     WHERE t.token_hash = $1";
 
@@ -98,12 +99,25 @@ const SESSIONS: &str = "
 /// Every transaction below it has finished: an end committed later has a higher id.
 const END_HORIZON: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
-/// By `refresh_families_revoked_idx`, in pages (keyset on `(revoked_xid, id)`).
+/// By `refresh_families_revoked_idx` and `session_ends_xid_idx` (the ends of deleted
+/// accounts' sessions), in pages (keyset on the mark and the id).
 const ENDED_SINCE: &str = "
-    SELECT revoked_xid, id FROM refresh_families
-    WHERE revoked_xid >= $1 AND revoked_at >= $2
-      AND ($3::bigint IS NULL OR (revoked_xid, id) > ($3, $4::uuid))
-    ORDER BY revoked_xid, id LIMIT $5";
+    (SELECT revoked_xid, id FROM refresh_families
+     WHERE revoked_xid >= $1 AND revoked_at >= $2
+       AND ($3::bigint IS NULL OR (revoked_xid, id) > ($3, $4::uuid))
+     ORDER BY revoked_xid, id LIMIT $5)
+    UNION ALL
+    (SELECT ended_xid, id FROM session_ends
+     WHERE ended_xid >= $1 AND ended_at >= $2
+       AND ($3::bigint IS NULL OR (ended_xid, id) > ($3, $4::uuid))
+     ORDER BY ended_xid, id LIMIT $5)
+    ORDER BY 1, 2 LIMIT $5";
+
+/// One batch of the kept ends of deleted accounts' sessions no reader needs any more.
+const PURGE_SESSION_ENDS: &str = "
+    DELETE FROM session_ends WHERE id IN (
+        SELECT id FROM session_ends WHERE keep_until <= $1 LIMIT $2
+    )";
 
 /// One batch of expired tokens (by `refresh_tokens_expires_idx`), and their sessions.
 const PURGE_EXPIRED_TOKENS: &str = "
@@ -166,6 +180,7 @@ impl RefreshTokens for PgStore {
                 rotated_at: row.get(1),
                 expires_at: row.get(2),
                 session_revoked: row.get(3),
+                user: UserId::from_uuid(row.get(4)),
             })))
         })
         .await
@@ -281,8 +296,9 @@ impl RefreshTokens for PgStore {
             let rows = tx.query(PURGE_EXPIRED_TOKENS, &[&now, &limit]).await?;
             let sessions: Vec<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
             tx.execute(PURGE_EMPTY_SESSIONS, &[&sessions]).await?;
+            let ends = tx.execute(PURGE_SESSION_ENDS, &[&now, &limit]).await?;
             tx.commit().await?;
-            Ok(rows.len() as u64)
+            Ok((rows.len() as u64).max(ends))
         })
         .await
     }

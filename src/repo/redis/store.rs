@@ -41,6 +41,22 @@ if not n then return false end
 return {tonumber(n), redis.call('PTTL', KEYS[1])}
 ";
 
+/// Adds a member to a set and makes the set live at least the given milliseconds more.
+const ADD_MEMBER: &str = r"
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+";
+
+/// SMEMBERS and DEL as one atomic step.
+const TAKE_MEMBERS: &str = r"
+local m = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return m
+";
+
 /// One Redis server, or a Redis Cluster. Both reconnect by themselves.
 #[derive(Clone)]
 enum Conn {
@@ -87,6 +103,8 @@ pub struct RedisStore {
     increment: Script,
     counter: Script,
     take: Script,
+    add_member: Script,
+    take_members: Script,
     metrics: Arc<Metrics>,
 }
 
@@ -139,6 +157,8 @@ impl RedisStore {
             increment: Script::new(INCREMENT),
             counter: Script::new(COUNTER),
             take: Script::new(TAKE),
+            add_member: Script::new(ADD_MEMBER),
+            take_members: Script::new(TAKE_MEMBERS),
             metrics,
         })
     }
@@ -177,7 +197,7 @@ impl RedisStore {
         &self,
         script: &Script,
         key: &str,
-        args: &[u64],
+        args: &[&str],
     ) -> Result<T, RepoError> {
         let mut connection = self.connection.clone();
         let mut invocation = script.key(self.key(key));
@@ -220,7 +240,8 @@ impl KeyValue for RedisStore {
     }
 
     async fn increment(&self, key: &str, window: Duration) -> Result<Counter, RepoError> {
-        let found = self.script(&self.increment, key, &[millis(window)]).await?;
+        let window = millis(window).to_string();
+        let found = self.script(&self.increment, key, &[&window]).await?;
         Ok(counter(found))
     }
 
@@ -233,6 +254,16 @@ impl KeyValue for RedisStore {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(key));
         self.run(&cmd).await
+    }
+
+    async fn add_member(&self, key: &str, member: &str, ttl: Duration) -> Result<(), RepoError> {
+        let ttl = millis(ttl).to_string();
+        self.script::<()>(&self.add_member, key, &[member, &ttl])
+            .await
+    }
+
+    async fn take_members(&self, key: &str) -> Result<Vec<String>, RepoError> {
+        self.script(&self.take_members, key, &[]).await
     }
 }
 

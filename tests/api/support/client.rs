@@ -195,6 +195,26 @@ impl Client {
             .await
     }
 
+    /// `POST path` with a JSON body and `Authorization: Bearer <token>`.
+    pub async fn post_json_with_bearer(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> TestResponse {
+        let auth = format!("Bearer {token}");
+        self.request(
+            Method::POST,
+            path,
+            &[
+                ("content-type", "application/json"),
+                ("authorization", auth.as_str()),
+            ],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
     pub async fn logout(&self, token: &str) -> TestResponse {
         self.post_json("/logout", &json!({"refresh_token": token}))
             .await

@@ -12,6 +12,7 @@ mod app;
 mod client;
 mod pg_proxy;
 mod process;
+mod scratch;
 
 pub use app::{
     base_config, path_of_link, spawn_app, spawn_app_on, spawn_app_with, testdata, Backend, TestApp,
@@ -24,3 +25,4 @@ pub use authd_testkit::{
 pub use client::{connect, Client, TestResponse};
 pub use pg_proxy::PgProxy;
 pub use process::AuthdProcess;
+pub use scratch::Scratch;

@@ -115,7 +115,7 @@ impl TestRedis {
         }
     }
 
-    /// Every key under this prefix with its value (strings only, which is all authd writes).
+    /// Every key under this prefix with its value (a set's members joined by spaces).
     pub async fn dump(&self) -> Vec<(String, String)> {
         let client = redis::Client::open(self.url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -126,12 +126,30 @@ impl TestRedis {
             .unwrap();
         let mut out = Vec::new();
         for key in keys {
-            let value: Option<String> = redis::cmd("GET")
+            let kind: String = redis::cmd("TYPE")
                 .arg(&key)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            out.push((key, value.unwrap_or_default()));
+            let value = match kind.as_str() {
+                "set" => {
+                    let members: Vec<String> = redis::cmd("SMEMBERS")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    members.join(" ")
+                }
+                _ => {
+                    let value: Option<String> = redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    value.unwrap_or_default()
+                }
+            };
+            out.push((key, value));
         }
         out
     }

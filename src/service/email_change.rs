@@ -1,0 +1,237 @@
+//! Changing an account's email address (SPEC §10): asked with the password, confirmed
+//! through a single-use link sent to the new address, with a notice to the current one.
+//!
+//! A link is stamped with the address it moves the account away from ([`stamp`]) when it
+//! is issued, and checked against the address the account has when it is used: once the
+//! address changes, every older link is stale. Both halves of that rule are in this file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+use tracing::Instrument as _;
+
+use super::{
+    server_error_conversions, Bug, LoginLimits, Mailroom, Revocations, ServerError, Shared,
+};
+use crate::clock::Clock;
+use crate::config::{LimitConfig, TokenConfig};
+use crate::domain::{
+    ClientAddr, CurrentPassword, Email, EmailChange, EmailChangeGrant, EmailChangeToken, UserId,
+};
+use crate::hasher::Hasher;
+use crate::mail::{compose, LinkTemplate, Message};
+use crate::metrics::Metrics;
+use crate::repo::{AddressChange, OneTimeTokens, OutgoingEmail, RepoError, Users};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailChangeError {
+    /// The access token names no account.
+    #[error("invalid access token")]
+    InvalidAccessToken,
+    #[error("wrong password")]
+    WrongPassword,
+    /// Another account has the address (or this one already does).
+    #[error("the email is taken")]
+    EmailTaken,
+    /// Unknown, expired, used or stale confirmation token.
+    #[error("invalid email-change token")]
+    InvalidToken,
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+server_error_conversions!(EmailChangeError);
+
+/// 64 bits of SHA-256 of an address: changes whenever the address does.
+fn stamp(email: &Email) -> u64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, email.as_str().as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
+}
+
+pub struct EmailChanges {
+    users: Arc<dyn Users>,
+    tokens: OneTimeTokens<EmailChange>,
+    mailroom: Arc<Mailroom>,
+    /// Wrong passwords count as failed logins.
+    login_limits: LoginLimits,
+    hasher: Arc<Hasher>,
+    revocations: Arc<Revocations>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    url: LinkTemplate,
+    ttl: Duration,
+    rng: SystemRandom,
+}
+
+impl EmailChanges {
+    pub fn new(
+        shared: &Shared,
+        tokens: &TokenConfig,
+        limits: &LimitConfig,
+        url: LinkTemplate,
+    ) -> EmailChanges {
+        EmailChanges {
+            users: Arc::clone(&shared.repos.users),
+            tokens: shared.repos.email_change_tokens.clone(),
+            mailroom: Arc::clone(&shared.mailroom),
+            login_limits: LoginLimits::new(
+                shared.repos.rate_limits.clone(),
+                limits.login_failures,
+                Arc::clone(&shared.metrics),
+            ),
+            hasher: Arc::clone(&shared.hasher),
+            revocations: Arc::clone(&shared.revocations),
+            metrics: Arc::clone(&shared.metrics),
+            clock: Arc::clone(&shared.clock),
+            url,
+            ttl: tokens.verify_ttl,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// Checks the password of `user` (from a checked access token) and queues the
+    /// confirmation to `new` and the notice to the current address, together.
+    pub async fn request(
+        &self,
+        client: ClientAddr,
+        user: UserId,
+        new: Email,
+        password: CurrentPassword,
+    ) -> Result<(), EmailChangeError> {
+        let account = self
+            .users
+            .by_id(user)
+            .await?
+            .ok_or(EmailChangeError::InvalidAccessToken)?;
+        let email = &account.email;
+        if let Err(exceeded) = self.login_limits.admit(email).await? {
+            return Err(EmailChangeError::RateLimited {
+                retry_after: exceeded.retry_after,
+            });
+        }
+        // Text outside the password rules cannot be the password: wrong, without spending
+        // an attempt or bcrypt work on it (as for a password change).
+        let CurrentPassword::Possible(password) = password else {
+            return Err(EmailChangeError::WrongPassword);
+        };
+        if !self
+            .hasher
+            .verify(client, password, Some(&account.password_hash))
+            .await?
+        {
+            self.login_limits.failed(email).await?;
+            return Err(EmailChangeError::WrongPassword);
+        }
+        self.login_limits.succeeded(email).await?;
+        if new == account.email || self.users.by_email(&new).await?.is_some() {
+            return Err(EmailChangeError::EmailTaken);
+        }
+        self.mailroom
+            .queue(&[
+                OutgoingEmail::EmailChange { user, to: new },
+                OutgoingEmail::EmailChangeNotice {
+                    user,
+                    to: account.email.clone(),
+                },
+            ])
+            .await?;
+        self.metrics.account("email_change_requested");
+        tracing::info!(user_id = %user, "email change requested");
+        Ok(())
+    }
+
+    /// Whether `token` would confirm a change, without using it up (HEAD, link checkers).
+    pub async fn token_is_live(&self, token: &EmailChangeToken) -> Result<bool, EmailChangeError> {
+        Ok(self.tokens.peek(&token.hash()).await?.is_some())
+    }
+
+    /// Spends `token` and moves its account to the new address, which counts as verified;
+    /// every session ends. The new address.
+    pub async fn confirm(&self, token: EmailChangeToken) -> Result<Email, EmailChangeError> {
+        let hash = token.hash();
+        // Spending the token and changing the address run as their own task, so a client
+        // that disconnects cannot stop between the two.
+        let (tokens, users, ttl) = (self.tokens.clone(), Arc::clone(&self.users), self.ttl);
+        let (revocations, now) = (Arc::clone(&self.revocations), self.clock.now());
+        let spend = async move {
+            let grant = tokens
+                .take(&hash)
+                .await?
+                .ok_or(EmailChangeError::InvalidToken)?;
+            let outcome = apply(users.as_ref(), &grant, now).await;
+            match &outcome {
+                Ok(ended) => revocations.ended_here(ended.iter().copied()),
+                // Storage failed after the token was spent: put it back, so the link works
+                // again once the database does.
+                Err(EmailChangeError::Server(ServerError::Unavailable(_))) => {
+                    let _ = tokens.put(&hash, grant.clone(), ttl).await;
+                }
+                Err(_) => {}
+            }
+            outcome.map(|_| grant)
+        };
+        let grant = tokio::spawn(spend.in_current_span())
+            .await
+            .map_err(Bug::from)??;
+        self.metrics.account("email_changed");
+        tracing::info!(user_id = %grant.user, "email changed; every session revoked");
+        Ok(grant.to)
+    }
+
+    /// The confirmation email of a change of `user`'s address to `to` — sent to `to`,
+    /// the one address this flow writes to that is not yet the account's — with a token
+    /// stamped with the current address; `None` when the account is gone.
+    pub async fn confirmation_letter(
+        &self,
+        user: UserId,
+        to: &Email,
+    ) -> Result<Option<Message>, RepoError> {
+        let Some(account) = self.users.by_id(user).await? else {
+            return Ok(None);
+        };
+        let token = EmailChangeToken::generate(&self.rng);
+        let grant = EmailChangeGrant {
+            user,
+            stamp: stamp(&account.email),
+            to: to.clone(),
+        };
+        self.tokens.put(&token.hash(), grant, self.ttl).await?;
+        let link = self.url.render(&token.expose());
+        Ok(Some(compose::email_change(to, &link, self.ttl)))
+    }
+
+    /// The notice to the account's current address; `None` when the account is gone.
+    pub async fn notice_letter(&self, user: UserId) -> Result<Option<Message>, RepoError> {
+        let account = self.users.by_id(user).await?;
+        Ok(account.map(|a| compose::email_change_notice(&a.email)))
+    }
+}
+
+/// The second half of a confirmation, once its token is spent: the link must have been
+/// issued for the address the account still has. The sessions that ended.
+async fn apply(
+    users: &dyn Users,
+    grant: &EmailChangeGrant,
+    now: std::time::SystemTime,
+) -> Result<Vec<crate::domain::SessionId>, EmailChangeError> {
+    let account = users
+        .by_id(grant.user)
+        .await?
+        .ok_or(EmailChangeError::InvalidToken)?;
+    if grant.stamp != stamp(&account.email) {
+        return Err(EmailChangeError::InvalidToken);
+    }
+    match users
+        .change_email(account.id, &account.email, &grant.to, now)
+        .await?
+    {
+        AddressChange::Changed(ended) => Ok(ended),
+        AddressChange::Taken => Err(EmailChangeError::EmailTaken),
+        AddressChange::Stale => Err(EmailChangeError::InvalidToken),
+    }
+}
