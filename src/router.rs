@@ -314,6 +314,7 @@ async fn respond(
                     let presented = bearer::token(req.headers());
                     let secret = state.admin_secret.as_ref();
                     if !secret.is_some_and(|s| presented.is_some_and(|p| s.matches(p))) {
+                        tracing::warn!(target: "authd::audit", client = %client.addr, "admin request refused: no or wrong admin secret");
                         return Problem::admin_secret_required().into_response();
                     }
                 }

@@ -199,6 +199,8 @@ impl App {
             accounts: Arc::clone(&accounts),
             passwords: Arc::clone(&passwords),
             email_changes: Arc::clone(&email_changes),
+            users: Arc::clone(&shared.repos.users),
+            owned_tokens: shared.repos.owned_tokens.clone(),
         };
         let worker = outbox_worker(&config, &shared, letters, overrides.mailer);
         let signing_pool = Arc::new(CpuPool::new(

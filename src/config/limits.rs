@@ -12,6 +12,8 @@ pub struct LimitConfig {
     /// Reset requests per address: the resend settings, counted separately (SPEC §1: "like
     /// resend").
     pub forgot: RateLimit,
+    /// Email changes asked per account: the resend settings, counted separately.
+    pub email_change: RateLimit,
     /// Failed logins per address before `429`.
     pub login_failures: RateLimit,
     /// Requests per client address to the routes that check a password or may send an
@@ -34,6 +36,7 @@ impl LimitConfig {
         LimitConfig {
             resend,
             forgot: resend,
+            email_change: resend,
             login_failures,
             per_client: (client_max > 0).then_some(RateLimit {
                 max: client_max,

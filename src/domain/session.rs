@@ -93,6 +93,8 @@ pub struct TokenState {
     pub expires_at: SystemTime,
     /// Its session ended (logout, reuse detected, password reset or change).
     pub session_revoked: bool,
+    /// Its account is disabled (so its sessions have ended): the holder may be told.
+    pub account_disabled: bool,
 }
 
 impl TokenState {
@@ -187,6 +189,7 @@ mod tests {
         let state = |rotated: Option<SystemTime>, expires: SystemTime, revoked: bool| TokenState {
             session: SessionId::random(),
             user: UserId::random(),
+            account_disabled: false,
             rotated_at: rotated,
             expires_at: expires,
             session_revoked: revoked,

@@ -59,7 +59,8 @@ fn email_param(req: &Request) -> Result<Email, Problem> {
     Email::parse(&decoded).map_err(Problem::invalid_email)
 }
 
-/// `%XX` sequences as bytes, and `+` as a space (form encoding), as UTF-8.
+/// `%XX` sequences as bytes, as UTF-8. A `+` stays a `+`: addresses hold them, never
+/// spaces.
 fn percent_decode(raw: &str) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.bytes();
@@ -70,7 +71,6 @@ fn percent_decode(raw: &str) -> Option<String> {
                 let hex = std::str::from_utf8(&hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
             }
-            b'+' => out.push(b' '),
             b => out.push(b),
         }
     }
@@ -116,12 +116,12 @@ mod tests {
     use super::percent_decode;
 
     #[test]
-    fn decodes_percent_escapes_and_plus() {
+    fn decodes_percent_escapes_and_keeps_plus() {
         assert_eq!(
             percent_decode("a%2Bb%40example.com").as_deref(),
             Some("a+b@example.com")
         );
-        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("a+b@x.org").as_deref(), Some("a+b@x.org"));
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%ff"), None);

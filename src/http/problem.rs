@@ -285,7 +285,6 @@ impl From<BearerError> for Problem {
             BearerError::Disabled => Problem::account_disabled(),
             // The revocation poller logs the store's failure.
             BearerError::Unavailable(_) => Problem::unavailable_unlogged(),
-            BearerError::Storage(cause) => Problem::unavailable(&cause),
         }
     }
 }

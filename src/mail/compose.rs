@@ -126,6 +126,25 @@ pub fn email_change_notice(to: &Email) -> Message {
     }
 }
 
+/// The notice, to the address an account just left, that it moved to `new` (masked).
+pub fn email_changed(to: &Email, new: &Email) -> Message {
+    let text = format!(
+        "The email address of your account was changed to {}, and every session of the \
+         account ended.\n\nIf this was not you, contact the service's support at once.\n",
+        new.masked()
+    );
+    let html = format!(
+        "<!doctype html>\n<html><body style=\"font-family:sans-serif\">\n<p>{}</p>\n</body></html>\n",
+        escape_html(&text).replace("\n\n", "</p>\n<p>")
+    );
+    Message {
+        to: to.clone(),
+        subject: "Your email address was changed".to_string(),
+        text,
+        html,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

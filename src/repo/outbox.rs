@@ -16,10 +16,14 @@ pub enum OutgoingEmail {
     Verification { user: UserId, to: Email },
     /// A password-reset link for `user`.
     PasswordReset { user: UserId, to: Email },
-    /// The link that moves `user`'s account to the address `to` (not yet the account's).
-    EmailChange { user: UserId, to: Email },
-    /// A notice, without a link, to `user`'s current address that a change was asked for.
+    /// The link that moves `user`'s account to the address `to` (not yet the account's),
+    /// stamped when it was asked for (see `service::email_change`).
+    EmailChange { user: UserId, to: Email, stamp: u64 },
+    /// A notice, without a link, to the address `user`'s account had when a change was
+    /// asked for.
     EmailChangeNotice { user: UserId, to: Email },
+    /// A notice to the address `user`'s account had until a change was confirmed.
+    EmailChanged { user: UserId, to: Email },
 }
 
 impl OutgoingEmail {
@@ -28,7 +32,8 @@ impl OutgoingEmail {
             OutgoingEmail::Verification { user, .. }
             | OutgoingEmail::PasswordReset { user, .. }
             | OutgoingEmail::EmailChange { user, .. }
-            | OutgoingEmail::EmailChangeNotice { user, .. } => *user,
+            | OutgoingEmail::EmailChangeNotice { user, .. }
+            | OutgoingEmail::EmailChanged { user, .. } => *user,
         }
     }
 }

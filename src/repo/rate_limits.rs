@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Counter, KeyValue, RepoError};
-use crate::domain::{ClientAddr, Email};
+use crate::domain::{ClientAddr, Email, UserId};
 
 /// A rate-limited action and whom it is counted for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -13,19 +13,22 @@ pub enum RateKey {
     LoginAttempts(Email),
     Resend(Email),
     PasswordForgot(Email),
+    /// Email changes asked for one account.
+    EmailChange(UserId),
     /// Requests from one client address to the password and email routes.
     Client(ClientAddr),
 }
 
 impl RateKey {
-    /// The key text, unique across actions. The email or client address appears only as
-    /// its SHA-256, so a look at Redis does not list who tried to log in.
+    /// The key text, unique across actions. The email, account or client address appears
+    /// only as its SHA-256, so a look at Redis does not list who tried to log in.
     fn key(&self) -> String {
         let (action, subject) = match self {
             RateKey::LoginFailures(e) => ("login-failures", e.as_str().to_string()),
             RateKey::LoginAttempts(e) => ("login-attempts", e.as_str().to_string()),
             RateKey::Resend(e) => ("resend", e.as_str().to_string()),
             RateKey::PasswordForgot(e) => ("forgot", e.as_str().to_string()),
+            RateKey::EmailChange(user) => ("email-change", user.to_string()),
             RateKey::Client(addr) => ("client", addr.to_string()),
         };
         let digest = ring::digest::digest(&ring::digest::SHA256, subject.as_bytes());

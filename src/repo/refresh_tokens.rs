@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::RepoError;
 use crate::domain::{
-    PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserAgent, UserId,
+    Email, PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserAgent, UserId,
 };
 
 /// A refresh token to store: only its hash.
@@ -31,6 +31,8 @@ pub struct EndMark(pub i64);
 pub struct NewSession {
     pub id: SessionId,
     pub user: UserId,
+    /// The address the login checked.
+    pub email: Email,
     pub user_agent: Option<UserAgent>,
     pub first: NewRefreshToken,
 }
@@ -47,9 +49,10 @@ pub enum Rotation {
 #[async_trait]
 pub trait RefreshTokens: Send + Sync {
     /// Starts `session` (a login) with its first token — only if the user's password is
-    /// still `password`, the one the login checked, and the account is not disabled, so
-    /// that a reset, change or disabling committed meanwhile cannot be outlived by this
-    /// session. `false`: nothing started.
+    /// still `password` and its address still `session.email`, the ones the login
+    /// checked, and the account is not disabled, so that a reset, a change of password or
+    /// address, or a disabling committed meanwhile cannot be outlived by this session.
+    /// `false`: nothing started.
     async fn start_session(
         &self,
         session: NewSession,

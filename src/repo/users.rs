@@ -80,14 +80,16 @@ pub trait Users: Send + Sync {
         now: SystemTime,
     ) -> Result<Option<Vec<SessionId>>, RepoError>;
 
-    /// Changes the address from `from` to `to` — only if it is still `from` — marks it
-    /// verified and ends every session, atomically. Of two accounts changing to one
+    /// Changes the address from `from` to `to` — only if it is still `from` and the
+    /// account is not disabled (else `Stale`) — marks it verified, ends every session
+    /// and queues `notice` (due at `now`), atomically. Of two accounts changing to one
     /// address, one gets `Changed` and the other `Taken`.
     async fn change_email(
         &self,
         id: UserId,
         from: &Email,
         to: &Email,
+        notice: OutgoingEmail,
         now: SystemTime,
     ) -> Result<AddressChange, RepoError>;
 

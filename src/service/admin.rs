@@ -9,7 +9,7 @@ use super::{server_error_conversions, Removal, Revocations, ServerError, Shared}
 use crate::clock::Clock;
 use crate::domain::{Email, User, UserId};
 use crate::metrics::Metrics;
-use crate::repo::{DisabledMarks, RefreshTokens, Users};
+use crate::repo::{DisabledMarks, OwnedTokens, RefreshTokens, Users};
 
 /// How long past the access-token lifetime a disabled account stays marked for bearer
 /// checks: clock skew between replicas, with room.
@@ -36,6 +36,7 @@ pub struct Admin {
     users: Arc<dyn Users>,
     refresh_tokens: Arc<dyn RefreshTokens>,
     disabled_marks: DisabledMarks,
+    owned_tokens: OwnedTokens,
     revocations: Arc<Revocations>,
     removal: Arc<Removal>,
     metrics: Arc<Metrics>,
@@ -53,6 +54,7 @@ impl Admin {
             users: Arc::clone(&shared.repos.users),
             refresh_tokens: Arc::clone(&shared.repos.refresh_tokens),
             disabled_marks: shared.repos.disabled_marks.clone(),
+            owned_tokens: shared.repos.owned_tokens.clone(),
             revocations: Arc::clone(&shared.revocations),
             removal,
             metrics: Arc::clone(&shared.metrics),
@@ -87,16 +89,18 @@ impl Admin {
         self.view(user).await
     }
 
-    /// Disables the account and ends every session; its bearer tokens are refused with
-    /// `account_disabled` from then on.
+    /// Disables the account, ends every session and forgets its one-time tokens (no link
+    /// of it works); its bearer tokens are refused with `account_disabled` from then on.
+    /// The mark bearer checks read is set first, so that no moment has the account
+    /// disabled without it.
     pub async fn disable(&self, id: UserId) -> Result<(), AdminError> {
-        let ended = self
-            .users
-            .set_disabled(id, true, self.clock.now())
-            .await?
-            .ok_or(AdminError::NoSuchUser)?;
-        self.revocations.ended_here(ended);
         self.disabled_marks.mark(id, self.mark_ttl).await?;
+        let Some(ended) = self.users.set_disabled(id, true, self.clock.now()).await? else {
+            let _ = self.disabled_marks.unmark(id).await;
+            return Err(AdminError::NoSuchUser);
+        };
+        self.revocations.ended_here(ended);
+        self.owned_tokens.forget(id).await?;
         self.done("disable", id);
         Ok(())
     }

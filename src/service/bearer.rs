@@ -7,7 +7,8 @@
 //! asked of [`Revocations`] every time.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::revocations::{Revocations, Stale};
 use crate::clock::Clock;
@@ -17,6 +18,11 @@ use crate::repo::DisabledMarks;
 
 /// Verified tokens remembered at most; past it, the expired ones go, or all of them.
 const REMEMBERED: usize = 100_000;
+/// How long what a disabled mark said about an account is believed; a refused token
+/// presented again and again costs one look-up a second, not one per request.
+const MARK_FRESH: Duration = Duration::from_secs(1);
+/// Accounts whose mark is remembered at most.
+const MARKS_REMEMBERED: usize = 10_000;
 
 /// Who a valid bearer token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +43,6 @@ pub enum BearerError {
     /// Whether its session has ended cannot be told now: 503.
     #[error(transparent)]
     Unavailable(#[from] Stale),
-    /// Whether its account is disabled cannot be told now: 503.
-    #[error(transparent)]
-    Storage(#[from] crate::repo::RepoError),
 }
 
 pub struct AccessTokens {
@@ -50,6 +53,8 @@ pub struct AccessTokens {
     /// By the token's SHA-256, so that memory stays small per token. A std lock: held
     /// for one map operation.
     verified: RwLock<HashMap<[u8; 32], Verified>>,
+    /// Whether an account is disabled, as its mark said, and when it was read.
+    marks_read: Mutex<HashMap<UserId, (bool, Instant)>>,
 }
 
 impl AccessTokens {
@@ -65,6 +70,7 @@ impl AccessTokens {
             disabled_marks,
             clock,
             verified: RwLock::new(HashMap::new()),
+            marks_read: Mutex::new(HashMap::new()),
         }
     }
 
@@ -75,15 +81,37 @@ impl AccessTokens {
         let now = self.clock.unix_now();
         let verified = self.verified(token, now)?;
         if self.revocations.has_ended(verified.session, verified.iat)? {
-            if self.disabled_marks.is_marked(verified.user).await? {
-                return Err(BearerError::Disabled);
-            }
-            return Err(BearerError::Invalid);
+            return Err(match self.is_disabled(verified.user).await {
+                true => BearerError::Disabled,
+                false => BearerError::Invalid,
+            });
         }
         Ok(Caller {
             user: verified.user,
             session: verified.session,
         })
+    }
+
+    /// Whether `user`'s account is disabled, from a mark read within [`MARK_FRESH`]. The
+    /// token is refused either way: if the mark cannot be read, the refusal is a plain
+    /// `401` rather than a `503`.
+    async fn is_disabled(&self, user: UserId) -> bool {
+        let now = self.clock.instant();
+        let lock = || self.marks_read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((disabled, at)) = lock().get(&user).copied() {
+            if now.saturating_duration_since(at) < MARK_FRESH {
+                return disabled;
+            }
+        }
+        let Ok(disabled) = self.disabled_marks.is_marked(user).await else {
+            return false;
+        };
+        let mut read = lock();
+        if read.len() >= MARKS_REMEMBERED {
+            read.clear();
+        }
+        read.insert(user, (disabled, now));
+        disabled
     }
 
     /// The token's claims, from memory or from a verification; an expired one is refused

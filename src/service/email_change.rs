@@ -1,9 +1,12 @@
 //! Changing an account's email address (SPEC §10): asked with the password, confirmed
 //! through a single-use link sent to the new address, with a notice to the current one.
 //!
-//! A link is stamped with the address it moves the account away from ([`stamp`]) when it
-//! is issued, and checked against the address the account has when it is used: once the
-//! address changes, every older link is stale. Both halves of that rule are in this file.
+//! A change is stamped with the account as it was when the change was asked for — its
+//! address and its password ([`stamp`]) — and checked against the account when the link
+//! is sent and when it is used: once the address or the password changes (the owner
+//! noticing the notice and changing the password, say), every older link is stale. Both
+//! halves of that rule are in this file. A confirmed change also forgets every other
+//! one-time token of the account: links sent to the old address stop working.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,17 +15,20 @@ use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
 use super::{
-    server_error_conversions, Bug, LoginLimits, Mailroom, Revocations, ServerError, Shared,
+    server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, Revocations, ServerError, Shared,
 };
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
-    ClientAddr, CurrentPassword, Email, EmailChange, EmailChangeGrant, EmailChangeToken, UserId,
+    ClientAddr, CurrentPassword, Email, EmailChange, EmailChangeGrant, EmailChangeToken, User,
+    UserId,
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
 use crate::metrics::Metrics;
-use crate::repo::{AddressChange, OneTimeTokens, OutgoingEmail, RepoError, Users};
+use crate::repo::{
+    AddressChange, OneTimeTokens, OutgoingEmail, OwnedTokens, RateKey, RepoError, Users,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailChangeError {
@@ -45,9 +51,14 @@ pub enum EmailChangeError {
 
 server_error_conversions!(EmailChangeError);
 
-/// 64 bits of SHA-256 of an address: changes whenever the address does.
-fn stamp(email: &Email) -> u64 {
-    let digest = ring::digest::digest(&ring::digest::SHA256, email.as_str().as_bytes());
+/// 64 bits of SHA-256 of the account's address and password hash: changes whenever
+/// either does, and reveals nothing usable about them.
+fn stamp(account: &User) -> u64 {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(account.email.as_str().as_bytes());
+    context.update(b"\n");
+    context.update(account.password_hash.as_str().as_bytes());
+    let digest = context.finish();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
     u64::from_be_bytes(first)
@@ -56,7 +67,10 @@ fn stamp(email: &Email) -> u64 {
 pub struct EmailChanges {
     users: Arc<dyn Users>,
     tokens: OneTimeTokens<EmailChange>,
+    owned_tokens: OwnedTokens,
     mailroom: Arc<Mailroom>,
+    /// Changes asked per account (each sends two emails).
+    limit: Limiter,
     /// Wrong passwords count as failed logins.
     login_limits: LoginLimits,
     hasher: Arc<Hasher>,
@@ -78,7 +92,14 @@ impl EmailChanges {
         EmailChanges {
             users: Arc::clone(&shared.repos.users),
             tokens: shared.repos.email_change_tokens.clone(),
+            owned_tokens: shared.repos.owned_tokens.clone(),
             mailroom: Arc::clone(&shared.mailroom),
+            limit: Limiter::new(
+                shared.repos.rate_limits.clone(),
+                limits.email_change,
+                "email_change",
+                Arc::clone(&shared.metrics),
+            ),
             login_limits: LoginLimits::new(
                 shared.repos.rate_limits.clone(),
                 limits.login_failures,
@@ -131,9 +152,21 @@ impl EmailChanges {
         if new == account.email || self.users.by_email(&new).await?.is_some() {
             return Err(EmailChangeError::EmailTaken);
         }
+        if let Err(exceeded) = self.limit.hit(&RateKey::EmailChange(user)).await? {
+            return Err(EmailChangeError::RateLimited {
+                retry_after: exceeded.retry_after,
+            });
+        }
+        let stamp = stamp(&account);
         self.mailroom
             .queue(&[
-                OutgoingEmail::EmailChange { user, to: new },
+                OutgoingEmail::EmailChange {
+                    user,
+                    to: new,
+                    stamp,
+                },
+                // To the address the account has now, which a confirmation may change
+                // before this is sent.
                 OutgoingEmail::EmailChangeNotice {
                     user,
                     to: account.email.clone(),
@@ -158,6 +191,7 @@ impl EmailChanges {
         // that disconnects cannot stop between the two.
         let (tokens, users, ttl) = (self.tokens.clone(), Arc::clone(&self.users), self.ttl);
         let (revocations, now) = (Arc::clone(&self.revocations), self.clock.now());
+        let owned = self.owned_tokens.clone();
         let spend = async move {
             let grant = tokens
                 .take(&hash)
@@ -165,7 +199,13 @@ impl EmailChanges {
                 .ok_or(EmailChangeError::InvalidToken)?;
             let outcome = apply(users.as_ref(), &grant, now).await;
             match &outcome {
-                Ok(ended) => revocations.ended_here(ended.iter().copied()),
+                Ok(ended) => {
+                    revocations.ended_here(ended.iter().copied());
+                    // Links sent to the old address, and other pending changes, die.
+                    if let Err(e) = owned.forget(grant.user).await {
+                        tracing::warn!(user_id = %grant.user, error = %e, "one-time tokens of the old address left to expire");
+                    }
+                }
                 // Storage failed after the token was spent: put it back, so the link works
                 // again once the database does.
                 Err(EmailChangeError::Server(ServerError::Unavailable(_))) => {
@@ -178,6 +218,8 @@ impl EmailChanges {
         let grant = tokio::spawn(spend.in_current_span())
             .await
             .map_err(Bug::from)??;
+        // The notice to the old address was queued with the change.
+        self.mailroom.queued();
         self.metrics.account("email_changed");
         tracing::info!(user_id = %grant.user, "email changed; every session revoked");
         Ok(grant.to)
@@ -185,19 +227,24 @@ impl EmailChanges {
 
     /// The confirmation email of a change of `user`'s address to `to` — sent to `to`,
     /// the one address this flow writes to that is not yet the account's — with a token
-    /// stamped with the current address; `None` when the account is gone.
+    /// carrying the change's `stamp`; `None` when the account is gone or the stamp is
+    /// stale already (nothing worth sending).
     pub async fn confirmation_letter(
         &self,
         user: UserId,
         to: &Email,
+        stamp: u64,
     ) -> Result<Option<Message>, RepoError> {
         let Some(account) = self.users.by_id(user).await? else {
             return Ok(None);
         };
+        if self::stamp(&account) != stamp {
+            return Ok(None);
+        }
         let token = EmailChangeToken::generate(&self.rng);
         let grant = EmailChangeGrant {
             user,
-            stamp: stamp(&account.email),
+            stamp,
             to: to.clone(),
         };
         self.tokens.put(&token.hash(), grant, self.ttl).await?;
@@ -205,10 +252,24 @@ impl EmailChanges {
         Ok(Some(compose::email_change(to, &link, self.ttl)))
     }
 
-    /// The notice to the account's current address; `None` when the account is gone.
-    pub async fn notice_letter(&self, user: UserId) -> Result<Option<Message>, RepoError> {
+    /// The notice that a change was asked for, to `to`: the address the account had then.
+    pub async fn notice_letter(
+        &self,
+        user: UserId,
+        to: &Email,
+    ) -> Result<Option<Message>, RepoError> {
         let account = self.users.by_id(user).await?;
-        Ok(account.map(|a| compose::email_change_notice(&a.email)))
+        Ok(account.map(|_| compose::email_change_notice(to)))
+    }
+
+    /// The notice that the account moved away from `to`.
+    pub async fn changed_letter(
+        &self,
+        user: UserId,
+        to: &Email,
+    ) -> Result<Option<Message>, RepoError> {
+        let account = self.users.by_id(user).await?;
+        Ok(account.map(|a| compose::email_changed(to, &a.email)))
     }
 }
 
@@ -223,11 +284,15 @@ async fn apply(
         .by_id(grant.user)
         .await?
         .ok_or(EmailChangeError::InvalidToken)?;
-    if grant.stamp != stamp(&account.email) {
+    if grant.stamp != stamp(&account) {
         return Err(EmailChangeError::InvalidToken);
     }
+    let notice = OutgoingEmail::EmailChanged {
+        user: account.id,
+        to: account.email.clone(),
+    };
     match users
-        .change_email(account.id, &account.email, &grant.to, now)
+        .change_email(account.id, &account.email, &grant.to, notice, now)
         .await?
     {
         AddressChange::Changed(ended) => Ok(ended),

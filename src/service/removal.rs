@@ -1,7 +1,8 @@
 //! Deleting an account, however it is asked for (its user, or an operator): one
 //! transaction removes the account and everything stored with it, every session ends at
-//! once on every replica (SPEC §9), then its one-time tokens go from Redis — useless
-//! already, since they name an account that no longer exists.
+//! once on every replica (SPEC §9), then what Redis holds for it goes — its one-time
+//! tokens (useless already: they name an account that no longer exists), the rate-limit
+//! counters of its address and its disabled mark.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use super::{Bug, Revocations, ServerError, Shared};
 use crate::clock::Clock;
 use crate::domain::UserId;
 use crate::metrics::Metrics;
-use crate::repo::{DisabledMarks, OwnedTokens, Users};
+use crate::repo::{DisabledMarks, OwnedTokens, RateKey, RateLimits, Users};
 
 /// How long past the access-token lifetime the ends of a deleted account's sessions stay
 /// readable: replicas read ends back for the access TTL plus their own margin.
@@ -22,6 +23,7 @@ pub struct Removal {
     users: Arc<dyn Users>,
     owned_tokens: OwnedTokens,
     disabled_marks: DisabledMarks,
+    rate_limits: RateLimits,
     revocations: Arc<Revocations>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -34,6 +36,7 @@ impl Removal {
             users: Arc::clone(&shared.repos.users),
             owned_tokens: shared.repos.owned_tokens.clone(),
             disabled_marks: shared.repos.disabled_marks.clone(),
+            rate_limits: shared.repos.rate_limits.clone(),
             revocations: Arc::clone(&shared.revocations),
             metrics: Arc::clone(&shared.metrics),
             clock: Arc::clone(&shared.clock),
@@ -51,17 +54,33 @@ impl Removal {
         );
         let (revocations, now) = (Arc::clone(&self.revocations), self.clock.now());
         let keep_until = now + self.keep_ends;
+        let limits = self.rate_limits.clone();
         let work = async move {
+            let Some(account) = users.by_id(user).await? else {
+                return Ok(false);
+            };
             let Some(ended) = users.delete(user, now, keep_until).await? else {
                 return Ok(false);
             };
             revocations.ended_here(ended);
             // After the commit: if Redis fails here, what is left names an account that is
             // gone (no token of it works), and expires by itself.
-            if let Err(e) = owned.forget(user).await {
-                tracing::warn!(user_id = %user, error = %e, "one-time tokens of a deleted account left to expire");
+            let email = account.email;
+            let keys = [
+                RateKey::LoginFailures(email.clone()),
+                RateKey::LoginAttempts(email.clone()),
+                RateKey::Resend(email.clone()),
+                RateKey::PasswordForgot(email),
+                RateKey::EmailChange(user),
+            ];
+            let mut left = owned.forget(user).await.err();
+            for key in &keys {
+                left = left.or(limits.clear(key).await.err());
             }
-            let _ = marks.unmark(user).await;
+            left = left.or(marks.unmark(user).await.err());
+            if let Some(e) = left {
+                tracing::warn!(user_id = %user, error = %e, "what Redis held for a deleted account is left to expire");
+            }
             Ok::<_, ServerError>(true)
         };
         let deleted = tokio::spawn(work.in_current_span())

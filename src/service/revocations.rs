@@ -208,7 +208,10 @@ mod tests {
             email: email.clone(),
             password_hash: hash.clone(),
         };
-        let first = OutgoingEmail::Verification { user, to: email };
+        let first = OutgoingEmail::Verification {
+            user,
+            to: email.clone(),
+        };
         db.create(new, first, SystemTime::now()).await.unwrap();
         let mut ids = Vec::new();
         for n in 0..sessions {
@@ -218,6 +221,7 @@ mod tests {
             let session = NewSession {
                 id,
                 user,
+                email: email.clone(),
                 user_agent: None,
                 first: NewRefreshToken {
                     hash: TokenHash::<Refresh>::from_bytes(bytes),

@@ -142,6 +142,7 @@ impl Sessions {
         let session = NewSession {
             id: SessionId::random(),
             user: user.id,
+            email: user.email.clone(),
             user_agent,
             first: self.new_record(&refresh_token),
         };
@@ -151,7 +152,8 @@ impl Sessions {
             .start_session(session, &user.password_hash)
             .await?;
         if !started {
-            // The password changed or the account was disabled during the check.
+            // The password or address changed, or the account was disabled, during the
+            // check.
             let disabled = self.users.by_id(user.id).await?.is_some_and(|u| u.disabled);
             return Err(match disabled {
                 true => SessionError::AccountDisabled,
@@ -210,15 +212,8 @@ impl Sessions {
         }
         self.metrics.refresh(verdict.label());
         // Disabling ends every session: whoever holds one of its tokens learns why.
-        if let (Verdict::Revoked, Some(state)) = (verdict, state) {
-            if self
-                .users
-                .by_id(state.user)
-                .await?
-                .is_some_and(|u| u.disabled)
-            {
-                return Err(SessionError::AccountDisabled);
-            }
+        if state.is_some_and(|s| s.account_disabled) {
+            return Err(SessionError::AccountDisabled);
         }
         Err(SessionError::InvalidToken)
     }

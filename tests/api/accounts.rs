@@ -4,7 +4,9 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::persistence::dump_database;
-use crate::support::{path_of_link, spawn_app, spawn_app_on, Backend, Storage, TestApp, PASSWORD};
+use crate::support::{
+    path_of_link, spawn_app, spawn_app_on, spawn_app_with, Backend, Storage, TestApp, PASSWORD,
+};
 
 async fn change_email(app: &TestApp, access: &str, new: &str, password: &str) -> StatusCode {
     let body = json!({"new_email": new, "password": password});
@@ -71,6 +73,13 @@ async fn an_email_change_is_confirmed_from_the_new_address_and_ends_every_sessio
         .await
         .json();
     assert_eq!(info["email"], "ann.new@example.com");
+    // The old address is told of the change once it is made.
+    let told = app.mailer.wait_for("ann@example.com", 3).await;
+    assert!(
+        told[2].text.contains("was changed to a***@example.com"),
+        "{}",
+        told[2].text
+    );
     // Single use; and the old address is free for anyone.
     assert_eq!(app.get(&path).await.status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -150,6 +159,70 @@ async fn an_email_change_needs_the_password_a_free_address_and_a_fresh_link(back
     assert_eq!(res.status, StatusCode::CONFLICT);
     assert_eq!(res.problem_code(), "email_taken");
     assert_eq!(app.login("bea.x@example.com", PASSWORD).await.status, 200);
+}
+
+both!(a_changed_password_or_address_kills_every_pending_link);
+/// The owner who sees the notice and changes the password stops the change; a confirmed
+/// change kills the links sent to the old address.
+async fn a_changed_password_or_address_kills_every_pending_link(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (access, _) = app.session("cat@example.com").await;
+    assert_eq!(
+        change_email(&app, &access, "thief@example.com", PASSWORD).await,
+        StatusCode::ACCEPTED
+    );
+    let stolen = confirmation_path(&app, "thief@example.com", 1).await;
+    let body = json!({"current_password": PASSWORD, "new_password": "another passphrase"});
+    let changed = app
+        .post_json_with_bearer("/password/change", &access, &body)
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&stolen).await.status, StatusCode::BAD_REQUEST);
+
+    // A reset link sent to the old address dies with the change of address.
+    let login = app
+        .login("cat@example.com", "another passphrase")
+        .await
+        .json();
+    let access = login["access_token"].as_str().unwrap();
+    let before = app.mailer.sent_to("cat@example.com").len();
+    app.post_json("/password/forgot", &json!({"email": "cat@example.com"}))
+        .await;
+    let sent = app.mailer.wait_for("cat@example.com", before + 1).await;
+    let reset = path_of_link(&sent[before].text);
+    let reset_token = reset.rsplit('=').next().unwrap().to_string();
+    assert_eq!(
+        change_email(&app, access, "cat.new@example.com", "another passphrase").await,
+        StatusCode::ACCEPTED
+    );
+    let confirm = confirmation_path(&app, "cat.new@example.com", 1).await;
+    assert_eq!(app.get(&confirm).await.status, StatusCode::OK);
+    let res = app
+        .post_json(
+            "/password/reset",
+            &json!({"token": reset_token, "password": "taken over now"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let login = app.login("cat.new@example.com", "another passphrase").await;
+    assert_eq!(login.status, StatusCode::OK);
+}
+
+/// Each change sends two emails: an account asks for at most `AUTH_RESEND_MAX` per window.
+#[tokio::test]
+async fn email_changes_are_limited_per_account() {
+    let app = spawn_app_with(Backend::Memory, &[("AUTH_RESEND_MAX", "1")]).await;
+    let (access, _) = app.session("dan@example.com").await;
+    let first = change_email(&app, &access, "dan1@example.com", PASSWORD).await;
+    assert_eq!(first, StatusCode::ACCEPTED);
+    let body = json!({"new_email": "dan2@example.com", "password": PASSWORD});
+    let second = app
+        .post_json_with_bearer("/email/change", &access, &body)
+        .await;
+    assert_eq!(second.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.header("retry-after").is_some());
+    app.mail_barrier("dan-barrier@example.com").await;
+    assert!(app.mailer.sent_to("dan2@example.com").is_empty());
 }
 
 both!(of_two_confirmations_to_one_address_exactly_one_wins);
@@ -265,7 +338,23 @@ async fn a_deleted_account_leaves_neither_its_address_nor_its_id_in_storage() {
 
     let rows = dump_database(&storage).await.to_lowercase();
     let keys = storage.redis.as_ref().unwrap().dump().await;
+    // Rate-limit keys name addresses by their SHA-256, which anyone can compute.
+    let hashed = |text: &str| -> String {
+        ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let digests = [
+        hashed("trace@example.com"),
+        hashed("trace.next@example.com"),
+        hashed(&user_id),
+    ];
     for needle in [
+        digests[0].as_str(),
+        digests[1].as_str(),
+        digests[2].as_str(),
         "trace@example.com",
         "trace.next@example.com",
         user_id.as_str(),

@@ -1,11 +1,11 @@
 //! The admin API and disabled accounts (SPEC §10).
 
 use hyper::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::{
-    base_config, free_port, spawn_app_with, AuthdProcess, Backend, Client, Scratch, Storage,
-    TestApp, TestResponse, PASSWORD,
+    base_config, free_port, path_of_link, spawn_app_with, AuthdProcess, Backend, Client, Scratch,
+    Storage, TestApp, TestResponse, PASSWORD,
 };
 
 const SECRET: &str = "an-admin-secret-of-forty-characters-long";
@@ -133,6 +133,12 @@ async fn a_disabled_account_is_refused_everywhere_until_enabled(backend: Backend
     let (access, refresh) = app.session("dis@example.com").await;
     let id = user_id_of(&app, &access).await;
     assert_eq!(user(&app, &id).await["sessions"], 1);
+    // A reset link issued before the disabling.
+    app.post_json("/password/forgot", &json!({"email": "dis@example.com"}))
+        .await;
+    let sent = app.mailer.wait_for("dis@example.com", 2).await;
+    let reset = path_of_link(&sent[1].text);
+    let reset_token = reset.rsplit('=').next().unwrap().to_string();
     let disable = act(&app, Method::POST, &format!("/admin/users/{id}/disable")).await;
     assert_eq!(disable.status, StatusCode::NO_CONTENT);
 
@@ -160,8 +166,18 @@ async fn a_disabled_account_is_refused_everywhere_until_enabled(backend: Backend
     assert_eq!(enable.status, StatusCode::NO_CONTENT);
     assert_eq!(user(&app, &id).await["disabled"], false);
     assert_eq!(app.login("dis@example.com", PASSWORD).await.status, 200);
-    // What ended stays ended.
+    // What ended stays ended, and links issued before are dead.
     assert_eq!(app.refresh(&refresh).await.status, StatusCode::UNAUTHORIZED);
+    let res = app
+        .post_json(
+            "/password/reset",
+            &json!({"token": reset_token, "password": "a new passphrase"}),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    // An ended session's token stays refused; once what the mark said (remembered for a
+    // second) is read again, as a plain 401.
+    app.clock.advance(std::time::Duration::from_secs(1));
     let res = app.with_bearer(Method::GET, "/authz", &access).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
 }

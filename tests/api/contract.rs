@@ -91,10 +91,11 @@ fn token(n: u8, ttl: Duration) -> NewRefreshToken {
     }
 }
 
-fn new_session(id: SessionId, user: UserId, first: NewRefreshToken) -> NewSession {
+fn new_session(id: SessionId, user: UserId, address: &str, first: NewRefreshToken) -> NewSession {
     NewSession {
         id,
         user,
+        email: email(address),
         user_agent: UserAgent::parse("contract-test/1"),
         first,
     }
@@ -103,11 +104,16 @@ fn new_session(id: SessionId, user: UserId, first: NewRefreshToken) -> NewSessio
 /// Starts a session whose first token is `first`.
 async fn session(repos: &Repos, user: UserId, first: NewRefreshToken) -> SessionId {
     let id = SessionId::random();
-    assert!(repos
+    let address = repos.users.by_id(user).await.unwrap().unwrap().email;
+    let started = repos
         .refresh_tokens
-        .start_session(new_session(id, user, first), &stored_hash())
+        .start_session(
+            new_session(id, user, address.as_str(), first),
+            &stored_hash(),
+        )
         .await
-        .unwrap());
+        .unwrap();
+    assert!(started);
     id
 }
 
@@ -259,7 +265,12 @@ async fn a_session_starts_only_under_the_password_that_was_checked(backend: Back
     let stale = PasswordHash::from_stored("changed meanwhile".into());
     assert!(!rt
         .start_session(
-            new_session(SessionId::random(), user, token(1, DAY)),
+            new_session(
+                SessionId::random(),
+                user,
+                "racer@example.com",
+                token(1, DAY)
+            ),
             &stale
         )
         .await
@@ -271,7 +282,25 @@ async fn a_session_starts_only_under_the_password_that_was_checked(backend: Back
     );
     assert!(!rt
         .start_session(
-            new_session(SessionId::random(), UserId::random(), token(3, DAY)),
+            new_session(
+                SessionId::random(),
+                UserId::random(),
+                "racer@example.com",
+                token(3, DAY)
+            ),
+            &stored_hash(),
+        )
+        .await
+        .unwrap());
+    // Nor under an address the account no longer has (an email change committed).
+    assert!(!rt
+        .start_session(
+            new_session(
+                SessionId::random(),
+                user,
+                "racer.old@example.com",
+                token(5, DAY)
+            ),
             &stored_hash(),
         )
         .await
@@ -293,7 +322,7 @@ async fn a_disabled_account_starts_no_session_and_disabling_ends_every_one(backe
     assert!(users.by_id(user).await.unwrap().unwrap().disabled);
     assert!(!rt
         .start_session(
-            new_session(SessionId::random(), user, token(2, DAY)),
+            new_session(SessionId::random(), user, "off@example.com", token(2, DAY)),
             &stored_hash()
         )
         .await
@@ -301,7 +330,7 @@ async fn a_disabled_account_starts_no_session_and_disabling_ends_every_one(backe
     // The refused token names its user, whose account the caller may then look up.
     match rt.rotate(&hash(1), token(3, DAY), now).await.unwrap() {
         Rotation::Refused(Some(state)) => {
-            assert!(state.session_revoked);
+            assert!(state.session_revoked && state.account_disabled);
             assert_eq!(state.user, user);
         }
         other => panic!("{other:?}"),
@@ -318,6 +347,14 @@ async fn a_disabled_account_starts_no_session_and_disabling_ends_every_one(backe
     assert!(users.mark_verified(user).await.unwrap());
 }
 
+/// The notice a confirmed change queues to the address it leaves.
+fn notice(user: UserId) -> OutgoingEmail {
+    OutgoingEmail::EmailChanged {
+        user,
+        to: email("was@example.com"),
+    }
+}
+
 both!(an_address_changes_only_from_where_it_was_and_only_to_a_free_one);
 async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backend: Backend) {
     let (repos, _s) = repos(backend).await;
@@ -329,7 +366,7 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     let (from, to) = (email("ann@example.com"), email("ann2@example.com"));
     assert_eq!(
         users
-            .change_email(ann, &email("bob@example.com"), &to, now)
+            .change_email(ann, &email("bob@example.com"), &to, notice(ann), now)
             .await
             .unwrap(),
         AddressChange::Stale,
@@ -337,13 +374,16 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     );
     assert_eq!(
         users
-            .change_email(ann, &from, &email("BOB@example.com"), now)
+            .change_email(ann, &from, &email("BOB@example.com"), notice(ann), now)
             .await
             .unwrap(),
         AddressChange::Taken
     );
     assert_eq!(
-        users.change_email(ann, &from, &to, now).await.unwrap(),
+        users
+            .change_email(ann, &from, &to, notice(ann), now)
+            .await
+            .unwrap(),
         AddressChange::Changed(vec![live])
     );
     let moved = users.by_id(ann).await.unwrap().unwrap();
@@ -353,11 +393,32 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     );
     assert!(users.by_email(&from).await.unwrap().is_none());
     assert_eq!(users.by_email(&to).await.unwrap().unwrap().id, ann);
+    let queued = repos
+        .outbox
+        .claim(100, Duration::from_secs(60), now)
+        .await
+        .unwrap();
+    let notices = queued
+        .iter()
+        .filter(|i| matches!(i.email, OutgoingEmail::EmailChanged { .. }))
+        .count();
+    assert_eq!(notices, 1, "queued with the change, not with the refusals");
+    // A disabled account's address stays as it is.
+    users.set_disabled(bob, true, now).await.unwrap();
+    let bob_was = email("bob@example.com");
+    assert_eq!(
+        users
+            .change_email(bob, &bob_was, &email("bob2@example.com"), notice(bob), now)
+            .await
+            .unwrap(),
+        AddressChange::Stale
+    );
+    users.set_disabled(bob, false, now).await.unwrap();
     // Two accounts moving to one address at once: one wins.
-    let (prize, bob_was) = (email("prize@example.com"), email("bob@example.com"));
+    let prize = email("prize@example.com");
     let (a, b) = tokio::join!(
-        users.change_email(ann, &to, &prize, now),
-        users.change_email(bob, &bob_was, &prize, now)
+        users.change_email(ann, &to, &prize, notice(ann), now),
+        users.change_email(bob, &bob_was, &prize, notice(bob), now)
     );
     let mut outcomes = [a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| matches!(o, AddressChange::Taken));

@@ -11,9 +11,26 @@ use serde_json::{json, Value};
 
 use crate::support::PgProxy;
 use crate::support::{
-    path_of_link, spawn_app_on, spawn_app_with, testdata, Backend, Storage, TestApp, TestResponse,
-    PASSWORD,
+    path_of_link, spawn_app_on, spawn_app_with, testdata, Backend, Scratch, Storage, TestApp,
+    TestResponse, PASSWORD,
 };
+
+const ADMIN_SECRET: &str = "the-admin-secret-of-these-session-tests";
+
+/// Writes the admin secret into `dir`; the variables that turn the admin API on with it.
+fn admin_api(dir: &Scratch) -> [(&'static str, String); 2] {
+    [
+        ("AUTH_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
+        (
+            "AUTH_ADMIN_TOKEN_FILE",
+            dir.file("admin-token", ADMIN_SECRET),
+        ),
+    ]
+}
+
+fn as_overrides<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
 
 /// One login: its tokens.
 #[derive(Clone)]
@@ -55,8 +72,9 @@ async fn authz(app: &TestApp, access: &str) -> StatusCode {
     app.with_bearer(Method::GET, "/authz", access).await.status
 }
 
-/// Every bearer route refuses `access` with 401 and a Bearer challenge.
-async fn assert_refused_everywhere(app: &TestApp, access: &str) {
+/// Every bearer route refuses `access` with `status`: 401 with a Bearer challenge, or
+/// 403 `account_disabled`.
+async fn assert_refused_everywhere(app: &TestApp, access: &str, status: StatusCode) {
     for (method, path) in [
         (Method::GET, "/authz"),
         (Method::HEAD, "/authz"),
@@ -65,12 +83,16 @@ async fn assert_refused_everywhere(app: &TestApp, access: &str) {
         (Method::DELETE, "/sessions"),
     ] {
         let res = app.with_bearer(method.clone(), path, access).await;
-        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{method} {path}");
-        let challenge = res.header("www-authenticate").unwrap_or_default();
-        assert!(
-            challenge.starts_with("Bearer"),
-            "{method} {path}: {challenge}"
-        );
+        assert_eq!(res.status, status, "{method} {path}");
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = res.header("www-authenticate").unwrap_or_default();
+            assert!(
+                challenge.starts_with("Bearer"),
+                "{method} {path}: {challenge}"
+            );
+        } else if method != Method::HEAD {
+            assert_eq!(res.problem_code(), "account_disabled");
+        }
     }
 }
 
@@ -273,7 +295,7 @@ async fn ending_one_session_refuses_its_tokens_and_leaves_the_others(backend: Ba
 
     let res = end(sid(&stolen.access), mine.access.clone()).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
-    assert_refused_everywhere(&app, &stolen.access).await;
+    assert_refused_everywhere(&app, &stolen.access, StatusCode::UNAUTHORIZED).await;
     assert_eq!(
         app.refresh(&stolen.refresh).await.status,
         StatusCode::UNAUTHORIZED
@@ -290,7 +312,7 @@ async fn ending_one_session_refuses_its_tokens_and_leaves_the_others(backend: Ba
     // A session may end itself.
     let res = end(sid(&mine.access), mine.access.clone()).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
-    assert_refused_everywhere(&app, &mine.access).await;
+    assert_refused_everywhere(&app, &mine.access, StatusCode::UNAUTHORIZED).await;
     assert_eq!(authz(&app, &neighbour.access).await, StatusCode::OK);
 }
 
@@ -303,16 +325,36 @@ enum Ending {
     PasswordReset,
     EndOne,
     LogOutEverywhere,
+    EmailChange,
+    AccountDeleted,
+    AdminRevoke,
+    AdminDisable,
+    AdminDelete,
 }
 
-const ENDINGS: [Ending; 6] = [
+const ENDINGS: [Ending; 11] = [
     Ending::Logout,
     Ending::ReuseDetected,
     Ending::PasswordChange,
     Ending::PasswordReset,
     Ending::EndOne,
     Ending::LogOutEverywhere,
+    Ending::EmailChange,
+    Ending::AccountDeleted,
+    Ending::AdminRevoke,
+    Ending::AdminDisable,
+    Ending::AdminDelete,
 ];
+
+impl Ending {
+    /// How bearer routes refuse the ended session's tokens.
+    fn refusal(self) -> StatusCode {
+        match self {
+            Ending::AdminDisable => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
 
 /// Ends `victim`'s session on `app` as `how` says; `other` is another session of the same
 /// user, from which the user acts where a bearer is needed. Returns the access tokens that
@@ -372,6 +414,35 @@ async fn end_session(app: &TestApp, how: Ending, email: &str, victim: &Pair) -> 
             assert_eq!(res.status, StatusCode::NO_CONTENT);
             return vec![victim.access.clone(), other.access];
         }
+        Ending::EmailChange => {
+            let moved = format!("moved-{email}");
+            let body = json!({"new_email": moved, "password": PASSWORD});
+            let res = app
+                .post_json_with_bearer("/email/change", &victim.access, &body)
+                .await;
+            assert_eq!(res.status, StatusCode::ACCEPTED);
+            let emails = app.mailer.wait_for(&moved, 1).await;
+            app.get(&path_of_link(&emails[0].text)).await.status
+        }
+        Ending::AccountDeleted => {
+            let body = json!({"password": PASSWORD});
+            app.post_json_with_bearer("/account/delete", &victim.access, &body)
+                .await
+                .status
+        }
+        Ending::AdminRevoke | Ending::AdminDisable | Ending::AdminDelete => {
+            let info = app.with_bearer(Method::GET, "/userinfo", &victim.access);
+            let user = info.await.json()["sub"].as_str().unwrap().to_string();
+            let (method, path) = match how {
+                Ending::AdminRevoke => {
+                    (Method::POST, format!("/admin/users/{user}/sessions/revoke"))
+                }
+                Ending::AdminDisable => (Method::POST, format!("/admin/users/{user}/disable")),
+                _ => (Method::DELETE, format!("/admin/users/{user}")),
+            };
+            let admin = app.admin.as_ref().expect("the admin API is on");
+            admin.with_bearer(method, &path, ADMIN_SECRET).await.status
+        }
     };
     assert!(status.is_success(), "{how:?}: {status}");
     vec![victim.access.clone()]
@@ -379,7 +450,8 @@ async fn end_session(app: &TestApp, how: Ending, email: &str, victim: &Pair) -> 
 
 both!(every_way_a_session_ends_is_refused_at_once);
 async fn every_way_a_session_ends_is_refused_at_once(backend: Backend) {
-    let app = spawn_app_with(backend, &[]).await;
+    let dir = Scratch::new();
+    let app = spawn_app_with(backend, &as_overrides(&admin_api(&dir))).await;
     let jwks: jsonwebtoken::jwk::JwkSet =
         serde_json::from_value(app.get("/.well-known/jwks.json").await.json()).unwrap();
     for (n, how) in ENDINGS.into_iter().enumerate() {
@@ -389,12 +461,8 @@ async fn every_way_a_session_ends_is_refused_at_once(backend: Backend) {
         assert_eq!(authz(&app, &victim.access).await, StatusCode::OK);
         for access in end_session(&app, how, &email, &victim).await {
             // The very next request, on the replica that ended it.
-            assert_eq!(
-                authz(&app, &access).await,
-                StatusCode::UNAUTHORIZED,
-                "{how:?}"
-            );
-            assert_refused_everywhere(&app, &access).await;
+            assert_eq!(authz(&app, &access).await, how.refusal(), "{how:?}");
+            assert_refused_everywhere(&app, &access, how.refusal()).await;
             // A signature-only verifier keeps accepting it until `exp` (SPEC §9).
             let header = jsonwebtoken::decode_header(&access).unwrap();
             let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&header.kid.unwrap()).unwrap())
@@ -406,11 +474,16 @@ async fn every_way_a_session_ends_is_refused_at_once(backend: Backend) {
     }
 }
 
-/// Waits until `replica` refuses `access` on `/authz`; how long that took.
-async fn refused_within(replica: &TestApp, access: &str, limit: Duration) -> Duration {
+/// Waits until `replica` refuses `access` on `/authz` with `status`; how long that took.
+async fn refused_within(
+    replica: &TestApp,
+    access: &str,
+    status: StatusCode,
+    limit: Duration,
+) -> Duration {
     let started = Instant::now();
     loop {
-        if authz(replica, access).await == StatusCode::UNAUTHORIZED {
+        if authz(replica, access).await == status {
             return started.elapsed();
         }
         assert!(
@@ -426,10 +499,13 @@ async fn refused_within(replica: &TestApp, access: &str, limit: Duration) -> Dur
 async fn every_replica_refuses_an_ended_session_within_a_second() {
     let storage = Storage::real().await;
     // Replicas behind one name: one issuer.
-    let issuer = [("AUTH_ISSUER", "https://auth.example")];
+    let dir = Scratch::new();
+    let admin = admin_api(&dir);
+    let mut env = as_overrides(&admin);
+    env.push(("AUTH_ISSUER", "https://auth.example"));
     let (a, b) = (
-        spawn_app_on(storage.clone(), &issuer).await,
-        spawn_app_on(storage.clone(), &issuer).await,
+        spawn_app_on(storage.clone(), &env).await,
+        spawn_app_on(storage.clone(), &env).await,
     );
     for (n, how) in ENDINGS.into_iter().enumerate() {
         let email = format!("replicas-{n}@example.com");
@@ -438,7 +514,7 @@ async fn every_replica_refuses_an_ended_session_within_a_second() {
         assert_eq!(authz(&b, &victim.access).await, StatusCode::OK);
         let refused = end_session(&a, how, &email, &victim).await;
         for access in &refused {
-            let took = refused_within(&b, access, Duration::from_secs(1)).await;
+            let took = refused_within(&b, access, how.refusal(), Duration::from_secs(1)).await;
             eprintln!("{how:?}: refused by the other replica after {took:?}");
         }
     }

@@ -21,7 +21,7 @@ impl RefreshTokens for MemoryDb {
         if tables
             .users
             .get(&session.user)
-            .is_none_or(|u| u.password_hash != *password || u.disabled)
+            .is_none_or(|u| u.password_hash != *password || u.email != session.email || u.disabled)
         {
             return Ok(false);
         }
@@ -52,7 +52,10 @@ impl RefreshTokens for MemoryDb {
     ) -> Result<Rotation, RepoError> {
         let mut tables = self.lock()?;
         let Tables {
-            tokens, sessions, ..
+            tokens,
+            sessions,
+            users,
+            ..
         } = &mut *tables;
         let Some((record, session)) = tokens
             .get_mut(presented)
@@ -63,6 +66,7 @@ impl RefreshTokens for MemoryDb {
         let state = TokenState {
             session: record.session,
             user: session.user,
+            account_disabled: users.get(&session.user).is_some_and(|u| u.disabled),
             rotated_at: record.rotated_at,
             expires_at: record.expires_at,
             session_revoked: session.revoked.is_some(),

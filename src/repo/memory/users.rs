@@ -100,10 +100,15 @@ impl Users for MemoryDb {
         id: UserId,
         from: &Email,
         to: &Email,
+        notice: OutgoingEmail,
         now: SystemTime,
     ) -> Result<AddressChange, RepoError> {
         let mut tables = self.lock()?;
-        if tables.users.get(&id).is_none_or(|u| u.email != *from) {
+        if tables
+            .users
+            .get(&id)
+            .is_none_or(|u| u.email != *from || u.disabled)
+        {
             return Ok(AddressChange::Stale);
         }
         if tables.by_email.get(to).is_some_and(|owner| *owner != id) {
@@ -114,6 +119,7 @@ impl Users for MemoryDb {
         let user = tables.users.get_mut(&id).expect("looked up above");
         user.email = to.clone();
         user.email_verified = true;
+        tables.push_outbox(Some(notice), now);
         Ok(AddressChange::Changed(tables.revoke_sessions_of(id, now)))
     }
 

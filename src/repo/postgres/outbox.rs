@@ -10,11 +10,32 @@ use crate::domain::{Email, UserId};
 use crate::repo::{Outbox, OutboxItem, OutgoingEmail, RepoError};
 
 /// Every email in one statement: all queued or none.
-const ENQUEUE: &str = "
-    INSERT INTO outbox (kind, user_id, recipient, created_at, due_at)
-    SELECT kind, user_id, recipient, $4, $4
-    FROM unnest($1::text[], $2::uuid[], $3::text[]) WITH ORDINALITY AS e(kind, user_id, recipient, n)
+pub(super) const ENQUEUE: &str = "
+    INSERT INTO outbox (kind, user_id, recipient, stamp, created_at, due_at)
+    SELECT kind, user_id, recipient, stamp, $5, $5
+    FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bigint[])
+        WITH ORDINALITY AS e(kind, user_id, recipient, stamp, n)
     ORDER BY n";
+
+/// The columns of emails, as [`ENQUEUE`] takes them (`$1`–`$4`).
+pub(super) struct EnqueueColumns<'a> {
+    pub kinds: Vec<&'static str>,
+    pub users: Vec<Uuid>,
+    pub recipients: Vec<&'a str>,
+    pub stamps: Vec<Option<i64>>,
+}
+
+impl<'a> EnqueueColumns<'a> {
+    pub fn of(emails: &'a [OutgoingEmail]) -> EnqueueColumns<'a> {
+        let columns: Vec<_> = emails.iter().map(outbox_columns).collect();
+        EnqueueColumns {
+            kinds: columns.iter().map(|c| c.0).collect(),
+            users: columns.iter().map(|c| c.1).collect(),
+            recipients: columns.iter().map(|c| c.2).collect(),
+            stamps: columns.iter().map(|c| c.3).collect(),
+        }
+    }
+}
 
 /// The account is looked up in the same statement: one row is written whether or not
 /// there is one (same work, same time); without one, `user_id` is NULL.
@@ -41,7 +62,7 @@ const CLAIM: &str = "
         SELECT id FROM outbox WHERE state = 'pending' AND user_id IS NOT NULL AND due_at <= $1
         ORDER BY due_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, kind, user_id, recipient, attempts - 1";
+    RETURNING id, kind, user_id, recipient, attempts - 1, stamp";
 
 const MARK_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = now() WHERE id = $1";
 const MARK_SKIPPED: &str = "UPDATE outbox SET state = 'skipped', sent_at = now() WHERE id = $1";
@@ -65,14 +86,17 @@ const BACKLOG: &str = "
     SELECT count(*), min(created_at) FROM outbox WHERE state = 'pending' AND kind = 'verification'";
 
 /// The outbox row of an email: kind, user, recipient as queued.
-pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Uuid, &str) {
-    let (kind, user, to) = match email {
-        OutgoingEmail::Verification { user, to } => ("verification", user, to),
-        OutgoingEmail::PasswordReset { user, to } => ("password_reset", user, to),
-        OutgoingEmail::EmailChange { user, to } => ("email_change", user, to),
-        OutgoingEmail::EmailChangeNotice { user, to } => ("email_change_notice", user, to),
+pub(super) fn outbox_columns(email: &OutgoingEmail) -> (&'static str, Uuid, &str, Option<i64>) {
+    let (kind, user, to, stamp) = match email {
+        OutgoingEmail::Verification { user, to } => ("verification", user, to, None),
+        OutgoingEmail::PasswordReset { user, to } => ("password_reset", user, to, None),
+        OutgoingEmail::EmailChange { user, to, stamp } => {
+            ("email_change", user, to, Some(*stamp as i64))
+        }
+        OutgoingEmail::EmailChangeNotice { user, to } => ("email_change_notice", user, to, None),
+        OutgoingEmail::EmailChanged { user, to } => ("email_changed", user, to, None),
     };
-    (kind, user.as_uuid(), to.as_str())
+    (kind, user.as_uuid(), to.as_str(), stamp)
 }
 
 fn item_from_row(row: &tokio_postgres::Row) -> Result<OutboxItem, RepoError> {
@@ -85,8 +109,16 @@ fn item_from_row(row: &tokio_postgres::Row) -> Result<OutboxItem, RepoError> {
     let email = match row.get::<_, &str>(1) {
         "verification" => OutgoingEmail::Verification { user, to },
         "password_reset" => OutgoingEmail::PasswordReset { user, to },
-        "email_change" => OutgoingEmail::EmailChange { user, to },
+        "email_change" => OutgoingEmail::EmailChange {
+            user,
+            to,
+            stamp: row
+                .get::<_, Option<i64>>(5)
+                .ok_or(RepoError::Corrupt("an email-change row has no stamp"))?
+                as u64,
+        },
         "email_change_notice" => OutgoingEmail::EmailChangeNotice { user, to },
+        "email_changed" => OutgoingEmail::EmailChanged { user, to },
         _ => return Err(RepoError::Corrupt("an outbox row has an unknown kind")),
     };
     let id: i64 = row.get(0);
@@ -121,14 +153,11 @@ impl PgStore {
 #[async_trait]
 impl Outbox for PgStore {
     async fn enqueue(&self, emails: &[OutgoingEmail], now: SystemTime) -> Result<(), RepoError> {
-        let columns: Vec<_> = emails.iter().map(outbox_columns).collect();
-        let kinds: Vec<&str> = columns.iter().map(|c| c.0).collect();
-        let users: Vec<Uuid> = columns.iter().map(|c| c.1).collect();
-        let recipients: Vec<&str> = columns.iter().map(|c| c.2).collect();
+        let c = EnqueueColumns::of(emails);
         self.with(|client| async move {
             let stmt = client.prepare_cached(ENQUEUE).await?;
             client
-                .execute(&stmt, &[&kinds, &users, &recipients, &now])
+                .execute(&stmt, &[&c.kinds, &c.users, &c.recipients, &c.stamps, &now])
                 .await?;
             Ok(())
         })

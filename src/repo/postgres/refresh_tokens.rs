@@ -11,13 +11,15 @@ use crate::domain::{
 };
 use crate::repo::{EndMark, NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
-/// FOR SHARE on the user row: a concurrent password change or disabling (which updates
-/// that row, then revokes the sessions) either waits for this session to exist and then
-/// revokes it, or commits first and this finds the password changed or the account
-/// disabled.
+/// FOR SHARE on the user row: a concurrent password change, email change or disabling
+/// (which updates that row, then revokes the sessions) either waits for this session to
+/// exist and then revokes it, or commits first and this finds the password or address
+/// changed or the account disabled.
 const START_SESSION: &str = "
     WITH account AS (
-        SELECT id FROM users WHERE id = $2 AND password_hash = $5 AND NOT disabled FOR SHARE
+        SELECT id FROM users
+        WHERE id = $2 AND password_hash = $5 AND lower(email) = lower($7) AND NOT disabled
+        FOR SHARE
     ), family AS (
         INSERT INTO refresh_families (id, user_id, user_agent) SELECT $1, id, $6 FROM account
         RETURNING id
@@ -44,8 +46,10 @@ const ROTATE: &str = "
 
 /// A token that could not be rotated, as it is now.
 const TOKEN_STATE: &str = "
-    SELECT t.family_id, t.rotated_at, t.expires_at, f.revoked_at IS NOT NULL, f.user_id
+    SELECT t.family_id, t.rotated_at, t.expires_at, f.revoked_at IS NOT NULL, f.user_id,
+           u.disabled
     FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+    JOIN users u ON u.id = f.user_id
     WHERE t.token_hash = $1";
 
 /// What every way a session ends sets (see `sql/0007_sessions.sql`): when, for people,
@@ -143,13 +147,14 @@ impl RefreshTokens for PgStore {
             let stmt = client.prepare_cached(START_SESSION).await?;
             let hash: &[u8] = session.first.hash.as_bytes();
             let agent = session.user_agent.as_ref().map(UserAgent::as_str);
-            let params: [&(dyn ToSql + Sync); 6] = [
+            let params: [&(dyn ToSql + Sync); 7] = [
                 &session.id.as_uuid(),
                 &session.user.as_uuid(),
                 &hash,
                 &session.first.expires_at,
                 &password.as_str(),
                 &agent,
+                &session.email.as_str(),
             ];
             Ok(client.execute(&stmt, &params).await? == 1)
         })
@@ -181,6 +186,7 @@ impl RefreshTokens for PgStore {
                 expires_at: row.get(2),
                 session_revoked: row.get(3),
                 user: UserId::from_uuid(row.get(4)),
+                account_disabled: row.get(5),
             })))
         })
         .await

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use super::outbox::outbox_columns;
+use super::outbox::{outbox_columns, EnqueueColumns, ENQUEUE};
 use super::refresh_tokens::REVOKE_USER_SESSIONS;
 use super::PgStore;
 use crate::domain::{Email, PasswordHash, SessionId, User, UserId};
@@ -44,7 +44,7 @@ const SET_DISABLED: &str = "UPDATE users SET disabled = $2, updated_at = now() W
 /// Compare-and-set on the address; the unique index decides between two accounts.
 const CHANGE_EMAIL: &str = "
     UPDATE users SET email = $3, email_verified = true, updated_at = now()
-    WHERE id = $1 AND lower(email) = lower($2)";
+    WHERE id = $1 AND lower(email) = lower($2) AND NOT disabled";
 
 /// Locks the account against racing logins and changes for the rest of the deletion.
 const LOCK_FOR_DELETE: &str = "SELECT email FROM users WHERE id = $1 FOR UPDATE";
@@ -91,7 +91,7 @@ impl Users for PgStore {
         let created = self
             .with(|client| async move {
                 let stmt = client.prepare_cached(CREATE).await?;
-                let (kind, user_id, to) = outbox_columns(&email);
+                let (kind, user_id, to, _) = outbox_columns(&email);
                 let params: [&(dyn ToSql + Sync); 7] = [
                     &user.id.as_uuid(),
                     &user.email.as_str(),
@@ -197,7 +197,8 @@ impl Users for PgStore {
         id: UserId,
         from: &Email,
         to: &Email,
-        _now: SystemTime,
+        notice: OutgoingEmail,
+        now: SystemTime,
     ) -> Result<AddressChange, RepoError> {
         self.with(|mut client| async move {
             let tx = client.transaction().await?;
@@ -211,6 +212,12 @@ impl Users for PgStore {
                 Err(e) => return Err(e.into()),
             }
             let ended = session_ids(&tx.query(REVOKE_USER_SESSIONS, &[&id.as_uuid()]).await?);
+            let c = EnqueueColumns::of(std::slice::from_ref(&notice));
+            tx.execute(
+                ENQUEUE,
+                &[&c.kinds, &c.users, &c.recipients, &c.stamps, &now],
+            )
+            .await?;
             tx.commit().await?;
             Ok(AddressChange::Changed(ended))
         })
