@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use crate::support::PgProxy;
 use crate::support::{
-    path_of_link, spawn_app_on, spawn_app_with, testdata, Backend, Scratch, Storage, TestApp,
-    TestResponse, PASSWORD,
+    path_of_link, spawn_app_on, spawn_app_with, spawn_replica, testdata, Backend, Scratch, Storage,
+    TestApp, TestResponse, PASSWORD,
 };
 
 const ADMIN_SECRET: &str = "the-admin-secret-of-these-session-tests";
@@ -503,10 +503,8 @@ async fn every_replica_refuses_an_ended_session_within_a_second() {
     let admin = admin_api(&dir);
     let mut env = as_overrides(&admin);
     env.push(("AUTH_ISSUER", "https://auth.example"));
-    let (a, b) = (
-        spawn_app_on(storage.clone(), &env).await,
-        spawn_app_on(storage.clone(), &env).await,
-    );
+    let a = spawn_app_on(storage.clone(), &env).await;
+    let b = spawn_replica(&a, &env).await;
     for (n, how) in ENDINGS.into_iter().enumerate() {
         let email = format!("replicas-{n}@example.com");
         a.verified_user(&email).await;

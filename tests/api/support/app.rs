@@ -157,6 +157,20 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
 
 /// Starts authd on existing storage (e.g. a second instance, or after a restart).
 pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_with_mailer(storage, overrides, Arc::new(CapturingMailer::default())).await
+}
+
+/// Starts another replica of `first` on the same storage, sharing its mailbox: an email
+/// either replica's worker sends is found where the test looks.
+pub async fn spawn_replica(first: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_with_mailer(first._storage.clone(), overrides, first.mailer.clone()).await
+}
+
+async fn spawn_with_mailer(
+    storage: Arc<Storage>,
+    overrides: &[(&str, &str)],
+    mailer: Arc<CapturingMailer>,
+) -> TestApp {
     let mut env = base_config();
     for (k, v) in storage.env() {
         env.insert(k.into(), v);
@@ -165,7 +179,6 @@ pub async fn spawn_app_on(storage: Arc<Storage>, overrides: &[(&str, &str)]) -> 
         env.insert(k.to_string(), v.to_string());
     }
     let config = Config::load(&env).expect("test configuration is valid");
-    let mailer = Arc::new(CapturingMailer::default());
     let clock = Arc::new(ManualClock::new());
     // With SMTP_URL the app sends real email (see email.rs); otherwise tests read the
     // captured messages.

@@ -15,8 +15,8 @@ mod process;
 mod scratch;
 
 pub use app::{
-    base_config, path_of_link, spawn_app, spawn_app_on, spawn_app_with, testdata, Backend, TestApp,
-    PASSWORD,
+    base_config, path_of_link, spawn_app, spawn_app_on, spawn_app_with, spawn_replica, testdata,
+    Backend, TestApp, PASSWORD,
 };
 pub use authd_testkit::{
     block_on, free_port, node_packages, services, Nginx, Owned, RedisCluster, SmtpSink, Storage,
