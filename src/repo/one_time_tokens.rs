@@ -147,9 +147,10 @@ impl<K: OneTimeKind> OneTimeTokens<K> {
         format!("{}:{}", K::SEGMENT, hash.to_hex())
     }
 
-    /// Stores `hash → subject` for `ttl`, listed among its owner's tokens first (a
-    /// listed key whose token was never stored is harmless; a token its owner's list
-    /// misses would survive the account's deletion).
+    /// Stores `hash → subject` for `ttl`, then lists it among its owner's tokens. In that
+    /// order, a deletion's [`OwnedTokens::forget`] running in between takes a list
+    /// without it, and the token is listed anew for the writer's own check (see
+    /// `service::letters`); if it cannot be listed, it is deleted again.
     pub async fn put(
         &self,
         hash: &TokenHash<K>,
@@ -157,10 +158,15 @@ impl<K: OneTimeKind> OneTimeTokens<K> {
         ttl: Duration,
     ) -> Result<(), RepoError> {
         let key = Self::key(hash);
-        self.store
+        self.store.set(&key, &subject.encode(), ttl).await?;
+        let listed = self
+            .store
             .add_member(&owner_key(subject.owner()), &key, ttl)
-            .await?;
-        self.store.set(&key, &subject.encode(), ttl).await
+            .await;
+        if listed.is_err() {
+            let _ = self.store.delete(&key).await;
+        }
+        listed
     }
 
     /// The subject of a live token, without spending it.

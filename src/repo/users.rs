@@ -57,7 +57,7 @@ pub trait Users: Send + Sync {
     async fn mark_verified(&self, id: UserId) -> Result<bool, RepoError>;
 
     /// Replaces the password hash — only if it is still `current`, so that of two racing
-    /// changes one wins — marks the email verified when `verified` is set, and ends every
+    /// changes one wins, and the account is not disabled — marks the email verified when `verified` is set, and ends every
     /// session of the user (as [`crate::repo::RefreshTokens::revoke_user_sessions`] does),
     /// atomically. The sessions it ended; `None` when there is no such user or its
     /// password changed meanwhile (then nothing changes).
@@ -80,15 +80,17 @@ pub trait Users: Send + Sync {
         now: SystemTime,
     ) -> Result<Option<Vec<SessionId>>, RepoError>;
 
-    /// Changes the address from `from` to `to` — only if it is still `from` and the
-    /// account is not disabled (else `Stale`) — marks it verified, ends every session
-    /// and queues `notice` (due at `now`), atomically. Of two accounts changing to one
-    /// address, one gets `Changed` and the other `Taken`.
+    /// Changes the address from `from` to `to` — only if it is still `from`, the password
+    /// still `password` (the one the change was checked against) and the account is not
+    /// disabled, else `Stale` — marks it verified, ends every session and queues `notice`
+    /// (due at `now`), atomically. Of two accounts changing to one address, one gets
+    /// `Changed` and the other `Taken`.
     async fn change_email(
         &self,
         id: UserId,
         from: &Email,
         to: &Email,
+        password: &PasswordHash,
         notice: OutgoingEmail,
         now: SystemTime,
     ) -> Result<AddressChange, RepoError>;
@@ -97,11 +99,12 @@ pub trait Users: Send + Sync {
     /// tokens, every outbox row for it, and password-reset requests for its address — in
     /// one atomic step. Every session ends: ends stay readable by
     /// [`crate::repo::RefreshTokens::ended_since`] until `keep_ends_until`, naming no
-    /// account. The sessions it ended; `None` when there is no such account.
+    /// account. The address it had and the sessions it ended; `None` when there is no
+    /// such account.
     async fn delete(
         &self,
         id: UserId,
         now: SystemTime,
         keep_ends_until: SystemTime,
-    ) -> Result<Option<Vec<SessionId>>, RepoError>;
+    ) -> Result<Option<(Email, Vec<SessionId>)>, RepoError>;
 }

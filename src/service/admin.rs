@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{server_error_conversions, Removal, Revocations, ServerError, Shared};
+use tracing::Instrument as _;
+
+use super::{server_error_conversions, Bug, Removal, Revocations, ServerError, Shared};
 use crate::clock::Clock;
 use crate::domain::{Email, User, UserId};
 use crate::metrics::Metrics;
@@ -93,14 +95,38 @@ impl Admin {
     /// of it works); its bearer tokens are refused with `account_disabled` from then on.
     /// The mark bearer checks read is set first, so that no moment has the account
     /// disabled without it.
+    ///
+    /// Runs as its own task, so that a dropped request cannot stop between the steps.
     pub async fn disable(&self, id: UserId) -> Result<(), AdminError> {
-        self.disabled_marks.mark(id, self.mark_ttl).await?;
-        let Some(ended) = self.users.set_disabled(id, true, self.clock.now()).await? else {
-            let _ = self.disabled_marks.unmark(id).await;
-            return Err(AdminError::NoSuchUser);
+        let (marks, users, owned) = (
+            self.disabled_marks.clone(),
+            Arc::clone(&self.users),
+            self.owned_tokens.clone(),
+        );
+        let (revocations, ttl, now) = (
+            Arc::clone(&self.revocations),
+            self.mark_ttl,
+            self.clock.now(),
+        );
+        let work = async move {
+            marks.mark(id, ttl).await?;
+            let ended = match users.set_disabled(id, true, now).await {
+                Ok(Some(ended)) => ended,
+                outcome => {
+                    let _ = marks.unmark(id).await;
+                    return match outcome {
+                        Err(e) => Err(e.into()),
+                        _ => Err(AdminError::NoSuchUser),
+                    };
+                }
+            };
+            revocations.ended_here(ended);
+            owned.forget(id).await?;
+            Ok::<_, AdminError>(())
         };
-        self.revocations.ended_here(ended);
-        self.owned_tokens.forget(id).await?;
+        tokio::spawn(work.in_current_span())
+            .await
+            .map_err(Bug::from)??;
         self.done("disable", id);
         Ok(())
     }

@@ -292,7 +292,14 @@ async fn apply(
         to: account.email.clone(),
     };
     match users
-        .change_email(account.id, &account.email, &grant.to, notice, now)
+        .change_email(
+            account.id,
+            &account.email,
+            &grant.to,
+            &account.password_hash,
+            notice,
+            now,
+        )
         .await?
     {
         AddressChange::Changed(ended) => Ok(ended),

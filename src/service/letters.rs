@@ -1,7 +1,8 @@
 //! Which service writes which queued email: the [`mail::worker::Letters`] the outbox
-//! worker is handed — and the one check every letter with a token gets after its token is
-//! stored: the account still exists (a deletion committed while the letter was written
-//! would otherwise leave a token naming it in Redis).
+//! worker is handed — and the one check every letter gets after its token is stored: the
+//! account still exists and is not disabled (a deletion committed while the letter was
+//! written would otherwise leave a token naming it in Redis; a disabled account gets no
+//! working link).
 
 use std::sync::Arc;
 
@@ -47,8 +48,10 @@ impl mail::worker::Letters for Letters {
         let Some(letter) = self.letter(email).await? else {
             return Ok(None);
         };
+        // Deleted or disabled while the letter was written: nothing goes out, and no
+        // token of it stays behind.
         let user = email.user();
-        if self.users.by_id(user).await?.is_none() {
+        if self.users.by_id(user).await?.is_none_or(|u| u.disabled) {
             self.owned_tokens.forget(user).await?;
             return Ok(None);
         }

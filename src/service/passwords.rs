@@ -1,10 +1,10 @@
 //! Passwords after registration: forgotten (reset through an emailed single-use link) and
 //! changed (with the current one). Both end every session of the account.
 //!
-//! A reset link is stamped with the password it would replace ([`stamp`]) when it is
-//! issued, and checked against the password it does replace when it is spent: once the
-//! password changes — by a reset or a change — every older link is stale. Both halves of
-//! that rule are in this file.
+//! A reset link is stamped with the password it would replace and the address it was
+//! sent to ([`stamp`]) when it is issued, and checked against the account when it is
+//! spent: once the password changes — by a reset or a change — or the address does, every
+//! older link is stale. Both halves of that rule are in this file.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
     ClientAddr, CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken,
-    SessionId, UserId,
+    SessionId, User, UserId,
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
@@ -44,10 +44,15 @@ pub enum PasswordError {
 
 server_error_conversions!(PasswordError);
 
-/// 64 bits of SHA-256 of a password hash: changes whenever the password does, and reveals
-/// nothing usable about it.
-fn stamp(hash: &PasswordHash) -> u64 {
-    let digest = ring::digest::digest(&ring::digest::SHA256, hash.as_str().as_bytes());
+/// 64 bits of SHA-256 of the account's password hash and address: changes whenever
+/// either does (a link sent to an address the account has left must not work), and
+/// reveals nothing usable about them.
+fn stamp(account: &User) -> u64 {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(account.password_hash.as_str().as_bytes());
+    context.update(b"\n");
+    context.update(account.email.as_str().as_bytes());
+    let digest = context.finish();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.as_ref()[..8]);
     u64::from_be_bytes(first)
@@ -124,7 +129,7 @@ impl Passwords {
         let token = ResetToken::generate(&self.rng);
         let grant = ResetGrant {
             user: user.id,
-            stamp: stamp(&user.password_hash),
+            stamp: stamp(&user),
         };
         self.tokens
             .put(&token.hash(), grant, self.reset_ttl)
@@ -253,7 +258,7 @@ async fn replace_password(
         .ok_or(PasswordError::InvalidResetToken)?;
     // Issued before the password last changed (by an earlier reset or a change): stale,
     // like every other link of that time.
-    if grant.stamp != stamp(&account.password_hash) {
+    if grant.stamp != stamp(&account) {
         return Err(PasswordError::InvalidResetToken);
     }
     match users

@@ -56,16 +56,12 @@ impl Removal {
         let keep_until = now + self.keep_ends;
         let limits = self.rate_limits.clone();
         let work = async move {
-            let Some(account) = users.by_id(user).await? else {
-                return Ok(false);
-            };
-            let Some(ended) = users.delete(user, now, keep_until).await? else {
+            let Some((email, ended)) = users.delete(user, now, keep_until).await? else {
                 return Ok(false);
             };
             revocations.ended_here(ended);
             // After the commit: if Redis fails here, what is left names an account that is
             // gone (no token of it works), and expires by itself.
-            let email = account.email;
             let keys = [
                 RateKey::LoginFailures(email.clone()),
                 RateKey::LoginAttempts(email.clone()),

@@ -320,6 +320,11 @@ async fn a_disabled_account_starts_no_session_and_disabling_ends_every_one(backe
         Some(vec![live])
     );
     assert!(users.by_id(user).await.unwrap().unwrap().disabled);
+    // Nor does its password change (a reset link that escaped the disabling).
+    let new = PasswordHash::from_stored("new".into());
+    let current = stored_hash();
+    let reset = users.set_password(user, &current, new, true, now);
+    assert_eq!(reset.await.unwrap(), None);
     assert!(!rt
         .start_session(
             new_session(SessionId::random(), user, "off@example.com", token(2, DAY)),
@@ -366,7 +371,14 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     let (from, to) = (email("ann@example.com"), email("ann2@example.com"));
     assert_eq!(
         users
-            .change_email(ann, &email("bob@example.com"), &to, notice(ann), now)
+            .change_email(
+                ann,
+                &email("bob@example.com"),
+                &to,
+                &stored_hash(),
+                notice(ann),
+                now
+            )
             .await
             .unwrap(),
         AddressChange::Stale,
@@ -374,14 +386,30 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     );
     assert_eq!(
         users
-            .change_email(ann, &from, &email("BOB@example.com"), notice(ann), now)
+            .change_email(
+                ann,
+                &from,
+                &email("BOB@example.com"),
+                &stored_hash(),
+                notice(ann),
+                now
+            )
             .await
             .unwrap(),
         AddressChange::Taken
     );
+    let other_password = PasswordHash::from_stored("changed meanwhile".into());
     assert_eq!(
         users
-            .change_email(ann, &from, &to, notice(ann), now)
+            .change_email(ann, &from, &to, &other_password, notice(ann), now)
+            .await
+            .unwrap(),
+        AddressChange::Stale,
+        "not under the password it was checked against"
+    );
+    assert_eq!(
+        users
+            .change_email(ann, &from, &to, &stored_hash(), notice(ann), now)
             .await
             .unwrap(),
         AddressChange::Changed(vec![live])
@@ -408,7 +436,14 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     let bob_was = email("bob@example.com");
     assert_eq!(
         users
-            .change_email(bob, &bob_was, &email("bob2@example.com"), notice(bob), now)
+            .change_email(
+                bob,
+                &bob_was,
+                &email("bob2@example.com"),
+                &stored_hash(),
+                notice(bob),
+                now
+            )
             .await
             .unwrap(),
         AddressChange::Stale
@@ -416,9 +451,10 @@ async fn an_address_changes_only_from_where_it_was_and_only_to_a_free_one(backen
     users.set_disabled(bob, false, now).await.unwrap();
     // Two accounts moving to one address at once: one wins.
     let prize = email("prize@example.com");
+    let password = stored_hash();
     let (a, b) = tokio::join!(
-        users.change_email(ann, &to, &prize, notice(ann), now),
-        users.change_email(bob, &bob_was, &prize, notice(bob), now)
+        users.change_email(ann, &to, &prize, &password, notice(ann), now),
+        users.change_email(bob, &bob_was, &prize, &password, notice(bob), now)
     );
     let mut outcomes = [a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| matches!(o, AddressChange::Taken));
@@ -448,7 +484,7 @@ async fn a_deleted_account_takes_everything_with_it_but_its_ends(backend: Backen
 
     assert_eq!(
         users.delete(gone, now, keep_until).await.unwrap(),
-        Some(vec![live])
+        Some((email("gone@example.com"), vec![live]))
     );
     assert!(users.by_id(gone).await.unwrap().is_none());
     assert!(users

@@ -69,7 +69,7 @@ impl Users for MemoryDb {
         let Some(user) = tables
             .users
             .get_mut(&id)
-            .filter(|u| u.password_hash == *current)
+            .filter(|u| u.password_hash == *current && !u.disabled)
         else {
             return Ok(None);
         };
@@ -100,6 +100,7 @@ impl Users for MemoryDb {
         id: UserId,
         from: &Email,
         to: &Email,
+        password: &PasswordHash,
         notice: OutgoingEmail,
         now: SystemTime,
     ) -> Result<AddressChange, RepoError> {
@@ -107,7 +108,7 @@ impl Users for MemoryDb {
         if tables
             .users
             .get(&id)
-            .is_none_or(|u| u.email != *from || u.disabled)
+            .is_none_or(|u| u.email != *from || u.password_hash != *password || u.disabled)
         {
             return Ok(AddressChange::Stale);
         }
@@ -128,7 +129,7 @@ impl Users for MemoryDb {
         id: UserId,
         now: SystemTime,
         keep_ends_until: SystemTime,
-    ) -> Result<Option<Vec<SessionId>>, RepoError> {
+    ) -> Result<Option<(Email, Vec<SessionId>)>, RepoError> {
         let mut tables = self.lock()?;
         let Some(user) = tables.users.remove(&id) else {
             return Ok(None);
@@ -156,6 +157,6 @@ impl Users for MemoryDb {
         tables
             .outbox
             .retain(|_, row| row.email.as_ref().is_none_or(|e| e.user() != id));
-        Ok(Some(ended))
+        Ok(Some((user.email, ended)))
     }
 }

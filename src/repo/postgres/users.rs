@@ -41,10 +41,11 @@ const MARK_VERIFIED: &str = "
 /// The row lock it takes makes a racing login's `FOR SHARE` wait, then see the flag.
 const SET_DISABLED: &str = "UPDATE users SET disabled = $2, updated_at = now() WHERE id = $1";
 
-/// Compare-and-set on the address; the unique index decides between two accounts.
+/// Compare-and-set on the address and the password the change was checked against; the
+/// unique index decides between two accounts.
 const CHANGE_EMAIL: &str = "
     UPDATE users SET email = $3, email_verified = true, updated_at = now()
-    WHERE id = $1 AND lower(email) = lower($2) AND NOT disabled";
+    WHERE id = $1 AND lower(email) = lower($2) AND password_hash = $4 AND NOT disabled";
 
 /// Locks the account against racing logins and changes for the rest of the deletion.
 const LOCK_FOR_DELETE: &str = "SELECT email FROM users WHERE id = $1 FOR UPDATE";
@@ -63,10 +64,11 @@ const DELETE_REQUESTS_FOR_ADDRESS: &str = "
 /// Sessions, their tokens and the account's outbox rows go with it (ON DELETE CASCADE).
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 
-/// Compare-and-set on the password hash: of two racing changes, one wins.
+/// Compare-and-set on the password hash: of two racing changes, one wins. A disabled
+/// account's password stays as it is.
 const SET_PASSWORD: &str = "
     UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now()
-    WHERE id = $1 AND password_hash = $4";
+    WHERE id = $1 AND password_hash = $4 AND NOT disabled";
 
 fn user_from_row(row: &tokio_postgres::Row) -> Result<User, RepoError> {
     let email: &str = row.get("email");
@@ -197,12 +199,18 @@ impl Users for PgStore {
         id: UserId,
         from: &Email,
         to: &Email,
+        password: &PasswordHash,
         notice: OutgoingEmail,
         now: SystemTime,
     ) -> Result<AddressChange, RepoError> {
         self.with(|mut client| async move {
             let tx = client.transaction().await?;
-            let params: [&(dyn ToSql + Sync); 3] = [&id.as_uuid(), &from.as_str(), &to.as_str()];
+            let params: [&(dyn ToSql + Sync); 4] = [
+                &id.as_uuid(),
+                &from.as_str(),
+                &to.as_str(),
+                &password.as_str(),
+            ];
             match tx.execute(CHANGE_EMAIL, &params).await {
                 Ok(1) => {}
                 Ok(_) => return Ok(AddressChange::Stale),
@@ -229,20 +237,22 @@ impl Users for PgStore {
         id: UserId,
         _now: SystemTime,
         keep_ends_until: SystemTime,
-    ) -> Result<Option<Vec<SessionId>>, RepoError> {
+    ) -> Result<Option<(Email, Vec<SessionId>)>, RepoError> {
         self.with(|mut client| async move {
             let tx = client.transaction().await?;
             let Some(account) = tx.query_opt(LOCK_FOR_DELETE, &[&id.as_uuid()]).await? else {
                 return Ok(None);
             };
             let email: &str = account.get(0);
+            let address =
+                Email::parse(email).map_err(|_| RepoError::Corrupt("a stored email is invalid"))?;
             let ended = session_ids(&tx.query(REVOKE_USER_SESSIONS, &[&id.as_uuid()]).await?);
             tx.execute(KEEP_ENDS, &[&id.as_uuid(), &keep_ends_until])
                 .await?;
             tx.execute(DELETE_REQUESTS_FOR_ADDRESS, &[&email]).await?;
             tx.execute(DELETE_USER, &[&id.as_uuid()]).await?;
             tx.commit().await?;
-            Ok(Some(ended))
+            Ok(Some((address, ended)))
         })
         .await
     }
