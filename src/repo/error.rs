@@ -20,4 +20,7 @@ pub enum RepoError {
     Corrupt(&'static str),
     #[error("the in-memory store is poisoned: a thread panicked while holding it")]
     Poisoned,
+    /// A combined write (several refreshes in one statement) failed as a whole.
+    #[error("{0} (in a combined write)")]
+    Batch(std::sync::Arc<RepoError>),
 }

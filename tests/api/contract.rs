@@ -860,6 +860,92 @@ async fn concurrent_rotations_of_one_token_have_one_winner(backend: Backend) {
     assert_eq!(rotated, 1);
 }
 
+/// A token hash of its own for each `(n, family)`, never one of `hash(n)`'s.
+fn distinct_hash(n: u8, family: u8) -> TokenHash<Refresh> {
+    let mut bytes = [family; 32];
+    bytes[0] = n;
+    bytes[1] = 0xa5 ^ family;
+    TokenHash::from_bytes(bytes)
+}
+
+both!(a_burst_of_rotations_keeps_every_single_token_rule);
+/// Many tokens rotated in the same instant — as PostgreSQL's combined writes take them
+/// together — some presented twice, some unknown, expired or of an ended session: each
+/// outcome is what that token alone would get.
+async fn a_burst_of_rotations_keeps_every_single_token_rule(backend: Backend) {
+    let (repos, _s) = repos(backend).await;
+    let rt = &repos.refresh_tokens;
+    let user = new_user(&repos, "burst@example.com").await;
+    // Tokens 1..=40 are current; 41..=45 expired (a second), 46..=50 of ended sessions.
+    for n in 1..=40u8 {
+        session(&repos, user, token(n, DAY)).await;
+    }
+    for n in 41..=45u8 {
+        session(&repos, user, token(n, Duration::from_secs(1))).await;
+    }
+    for n in 46..=50u8 {
+        let id = session(&repos, user, token(n, DAY)).await;
+        rt.revoke_session(id, SystemTime::now()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Every token once, the current ones 1..=20 twice, and five that were never issued.
+    let mut presented: Vec<u8> = (1..=50).collect();
+    presented.extend(1..=20);
+    presented.extend(200..205);
+    let tasks: Vec<_> = presented
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let rt = Arc::clone(&repos.refresh_tokens);
+            let successor = NewRefreshToken {
+                hash: distinct_hash(i as u8, 7),
+                ..token(0, DAY)
+            };
+            tokio::spawn(async move {
+                let now = SystemTime::now();
+                let outcome = rt.rotate(&hash(n), successor, now).await.unwrap();
+                (n, outcome, now, successor)
+            })
+        })
+        .collect();
+    let mut winners: HashSet<u8> = HashSet::new();
+    let mut successors = Vec::new();
+    for task in tasks {
+        let (n, outcome, now, successor) = task.await.unwrap();
+        let verdict = match outcome {
+            Rotation::Rotated { user: u, .. } => {
+                assert_eq!(u, user);
+                assert!(winners.insert(n), "token {n} rotated twice");
+                successors.push(successor.hash);
+                Verdict::Current
+            }
+            Rotation::Refused(state) => classify(state.as_ref(), now, Duration::ZERO),
+        };
+        let expected: &[Verdict] = match n {
+            1..=20 => &[Verdict::Current, Verdict::ReuseDetected],
+            21..=40 => &[Verdict::Current],
+            41..=45 => &[Verdict::Expired],
+            46..=50 => &[Verdict::Revoked],
+            _ => &[Verdict::Unknown],
+        };
+        assert!(expected.contains(&verdict), "token {n}: {verdict:?}");
+    }
+    assert_eq!(
+        winners,
+        (1..=40).collect::<HashSet<u8>>(),
+        "each current token once"
+    );
+    // Every successor was stored in its session, and is current itself.
+    for hash in successors {
+        let next = NewRefreshToken {
+            hash: distinct_hash(hash.as_bytes()[0], 8),
+            ..token(0, DAY)
+        };
+        let outcome = rt.rotate(&hash, next, SystemTime::now()).await.unwrap();
+        assert!(matches!(outcome, Rotation::Rotated { .. }), "{outcome:?}");
+    }
+}
+
 both!(expired_refresh_tokens_are_purged);
 async fn expired_refresh_tokens_are_purged(backend: Backend) {
     let (repos, _s) = repos(backend).await;

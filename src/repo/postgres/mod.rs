@@ -5,10 +5,13 @@
 //! prepared statements, the whole bounded by one deadline, so a stalled database yields a
 //! [`RepoError`](crate::repo::RepoError) (a 503) instead of a hung request. Multi-row
 //! changes are single statements (CTEs) or transactions, which is what makes them atomic.
+//! Refresh-token rotations are combined: those that arrive together are written as one
+//! statement ([`rotations`]).
 
 pub mod migrate;
 mod outbox;
 mod refresh_tokens;
+mod rotations;
 mod store;
 mod url;
 mod users;

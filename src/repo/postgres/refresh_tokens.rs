@@ -6,9 +6,7 @@ use async_trait::async_trait;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
-use crate::domain::{
-    PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, TokenState, UserAgent, UserId,
-};
+use crate::domain::{PasswordHash, Refresh, SessionId, SessionInfo, TokenHash, UserAgent, UserId};
 use crate::repo::{EndMark, NewRefreshToken, NewSession, RefreshTokens, RepoError, Rotation};
 
 /// FOR SHARE on the user row: a concurrent password change, email change or disabling
@@ -26,31 +24,6 @@ const START_SESSION: &str = "
     )
     INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
     SELECT $3, id, $4 FROM family";
-
-/// The compare-and-set of a rotation, and its successor, in one statement (one round
-/// trip). The WHERE clause is `TokenState::is_current` in SQL. The UPDATE takes the row
-/// lock; a concurrent rotation of the same token waits, re-checks `rotated_at IS NULL`,
-/// finds it false and claims nothing: exactly one caller gets a row back.
-const ROTATE: &str = "
-    WITH claimed AS (
-        UPDATE refresh_tokens t SET rotated_at = $2
-        FROM refresh_families f
-        WHERE t.token_hash = $1 AND f.id = t.family_id
-          AND t.rotated_at IS NULL AND f.revoked_at IS NULL AND t.expires_at > $2
-        RETURNING t.family_id, f.user_id
-    ), successor AS (
-        INSERT INTO refresh_tokens (token_hash, family_id, expires_at)
-        SELECT $3, family_id, $4 FROM claimed
-    )
-    SELECT family_id, user_id FROM claimed";
-
-/// A token that could not be rotated, as it is now.
-const TOKEN_STATE: &str = "
-    SELECT t.family_id, t.rotated_at, t.expires_at, f.revoked_at IS NOT NULL, f.user_id,
-           u.disabled
-    FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
-    JOIN users u ON u.id = f.user_id
-    WHERE t.token_hash = $1";
 
 /// What every way a session ends sets (see `sql/0007_sessions.sql`): when, for people,
 /// and by which transaction, for the replicas reading ends back (`ended_since`).
@@ -167,29 +140,8 @@ impl RefreshTokens for PgStore {
         successor: NewRefreshToken,
         now: SystemTime,
     ) -> Result<Rotation, RepoError> {
-        self.with(|client| async move {
-            let rotate = client.prepare_cached(ROTATE).await?;
-            let presented: &[u8] = presented.as_bytes();
-            let next: &[u8] = successor.hash.as_bytes();
-            let params: [&(dyn ToSql + Sync); 4] = [&presented, &now, &next, &successor.expires_at];
-            if let Some(row) = client.query_opt(&rotate, &params).await? {
-                return Ok(Rotation::Rotated {
-                    session: SessionId::from_uuid(row.get(0)),
-                    user: UserId::from_uuid(row.get(1)),
-                });
-            }
-            let state = client.prepare_cached(TOKEN_STATE).await?;
-            let row = client.query_opt(&state, &[&presented]).await?;
-            Ok(Rotation::Refused(row.map(|row| TokenState {
-                session: SessionId::from_uuid(row.get(0)),
-                rotated_at: row.get(1),
-                expires_at: row.get(2),
-                session_revoked: row.get(3),
-                user: UserId::from_uuid(row.get(4)),
-                account_disabled: row.get(5),
-            })))
-        })
-        .await
+        let (rotations, deadline) = self.rotations();
+        rotations.rotate(presented, successor, now, deadline).await
     }
 
     async fn revoke_session(&self, id: SessionId, _now: SystemTime) -> Result<bool, RepoError> {

@@ -10,6 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::rotations::Rotations;
 use super::DatabaseUrl;
 use crate::metrics::Metrics;
 use crate::repo::{Dependency, RepoError};
@@ -75,6 +76,9 @@ pub struct PgStore {
     /// Bound on one whole operation: pool wait, statements, commit.
     deadline: Duration,
     metrics: Arc<Metrics>,
+    /// Where refresh-token rotations are combined into batches; set once the store
+    /// exists (its writers write through the store).
+    rotations: Arc<std::sync::OnceLock<Arc<Rotations>>>,
 }
 
 /// A pool whose server gives up on a statement, or a lock wait, when authd would: an
@@ -120,13 +124,22 @@ impl PgStore {
         deadline: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<PgStore, deadpool_postgres::BuildError> {
-        Ok(PgStore {
+        let store = PgStore {
             pool: pool(url, size, deadline)?,
             maintenance: pool(url, 1, MAINTENANCE_DEADLINE)?,
             watching: pool(url, 1, deadline)?,
             deadline,
             metrics,
-        })
+            rotations: Arc::new(std::sync::OnceLock::new()),
+        };
+        let _ = store.rotations.set(Rotations::start(&store));
+        Ok(store)
+    }
+
+    /// The rotation combiner, and the deadline a rotation must meet.
+    pub(super) fn rotations(&self) -> (&Rotations, Duration) {
+        let rotations = self.rotations.get().expect("set when the store is built");
+        (rotations, self.deadline)
     }
 
     /// Runs `op` with a pooled connection, within the deadline, counting failures.
