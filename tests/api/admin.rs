@@ -264,23 +264,30 @@ async fn every_admin_action_is_audited_without_the_secret() {
         let res = operator.with_bearer(method, &path, SECRET).await;
         assert!(res.status.is_success(), "{path}: {}", res.status);
     }
-    let output = process.output();
-    let audit: Vec<&str> = output
-        .lines()
-        .filter(|l| l.contains("authd::audit"))
-        .collect();
-    for action in [
+    let actions = [
         "lookup",
         "disable",
         "enable",
         "revoke_sessions",
         "verify",
         "delete",
-    ] {
+    ];
+    let audited = |output: &str, action: &str| {
+        let field = format!("action=\"{action}\"");
+        output
+            .lines()
+            .any(|l| l.contains("authd::audit") && l.contains(&field) && l.contains(&id))
+    };
+    // The child's log reaches the test through a pipe: give the last lines a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut output = process.output();
+    while !actions.iter().all(|a| audited(&output, a)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        output = process.output();
+    }
+    for action in actions {
         assert!(
-            audit
-                .iter()
-                .any(|l| l.contains(&format!("action=\"{action}\"")) && l.contains(&id)),
+            audited(&output, action),
             "no audit line for {action}:\n{output}"
         );
     }

@@ -1,33 +1,36 @@
-//! Refresh-token rotations on PostgreSQL, combined: rotations that arrive while another
-//! batch is being written go together in the next one — one statement and one commit
-//! for many refreshes (group commit). Nothing waits on a timer: under light load every
-//! batch holds one rotation and costs what a lone rotation did; under load, PostgreSQL's
+//! Refresh-token rotations on PostgreSQL, combined: rotations that arrive within
+//! [`LINGER`] of each other go together — one statement and one commit for many
+//! refreshes. Each refresh waits at most that long for company; under load, PostgreSQL's
 //! per-statement and per-commit work is shared.
 //!
-//! Every guarantee of a lone rotation holds per token: a batch is one statement, so each
-//! rotation in it commits, or none does, before any caller is answered; a token presented
-//! twice is never twice in one batch — the second waits for the next batch, where it
-//! finds the first one's rotation, exactly as if the two had come one after the other.
+//! Every guarantee of a lone rotation holds per token:
+//! - a batch is one statement: its rotations all commit, or none does;
+//! - a token presented twice in one batch is rotated once; the other copies are refused
+//!   with the state they find after the commit — as if they had come one after the other;
+//! - a rotation that committed is answered as rotated, never with a failure: the caller
+//!   stops waiting only before its job is written, and a write whose outcome is unknown
+//!   (a timeout, a lost connection) is resolved by looking for the successors it stored.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use crate::domain::{Refresh, SessionId, TokenHash, TokenState, UserId};
 use crate::repo::{NewRefreshToken, RepoError, Rotation};
 
-/// Batches written at once.
-const WRITERS: usize = 1;
 /// How long a batch waits for company after its first rotation arrived: the bound on
 /// what combining adds to a refresh's latency.
-const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
+const LINGER: Duration = Duration::from_millis(1);
 /// Rotations in one batch at most.
 const MAX_BATCH: usize = 64;
-/// Rotations waiting for a batch at most; past it, callers wait to queue.
+/// Rotations waiting for a batch at most; past it, callers wait to queue (within their
+/// deadline).
 const QUEUE: usize = 4096;
 
 /// Each row of the input is one rotation; the WHERE clause is `TokenState::is_current`
@@ -58,173 +61,292 @@ const STATES: &str = "
     JOIN users u ON u.id = f.user_id
     WHERE t.token_hash = ANY($1)";
 
+/// Which of a batch's successors were stored, with their sessions: after a write whose
+/// outcome is unknown, a stored successor proves its rotation committed.
+const STORED_SUCCESSORS: &str = "
+    SELECT t.token_hash, t.family_id, f.user_id
+    FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+    WHERE t.token_hash = ANY($1)";
+
 /// One rotation asked for, and where its outcome goes.
 struct Job {
     presented: TokenHash<Refresh>,
     successor: NewRefreshToken,
     now: SystemTime,
+    /// Past it, the job is not written (its caller gets a 503, the token unchanged).
+    deadline: Instant,
     reply: oneshot::Sender<Result<Rotation, RepoError>>,
 }
 
-/// The queue rotations wait in, and the writers that empty it.
+/// The queue rotations wait in; one writer empties it.
 pub(super) struct Rotations {
     queue: mpsc::Sender<Job>,
 }
 
 impl Rotations {
-    /// Starts the writers, which write through `store`'s request pool. Call within a
-    /// tokio runtime.
-    pub(super) fn start(store: &PgStore) -> Arc<Rotations> {
+    /// Starts the writer, which writes through `store`'s request pool. `store` must not
+    /// hold these rotations itself, so that the writer ends when the last store that
+    /// does is dropped. Call within a tokio runtime.
+    pub(super) fn start(store: PgStore) -> Arc<Rotations> {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        let jobs = Arc::new(Mutex::new(jobs));
-        for _ in 0..WRITERS {
-            tokio::spawn(write_batches(store.clone(), Arc::clone(&jobs)));
-        }
+        tokio::spawn(write_batches(store, jobs));
         Arc::new(Rotations { queue })
     }
 
-    /// Rotates `presented` into `successor` in the next batch.
+    /// Rotates `presented` into `successor` in the next batch. Waits at most `deadline`
+    /// for the job to be taken into a batch; once it is, waits for the outcome, however
+    /// long the write takes (it is bounded by the store's own deadline), so that a
+    /// committed rotation is never answered with a failure.
     pub(super) async fn rotate(
         &self,
         presented: &TokenHash<Refresh>,
         successor: NewRefreshToken,
         now: SystemTime,
-        deadline: std::time::Duration,
+        deadline: Duration,
     ) -> Result<Rotation, RepoError> {
         let (reply, outcome) = oneshot::channel();
+        let deadline = Instant::now() + deadline;
         let job = Job {
             presented: *presented,
             successor,
             now,
+            deadline,
             reply,
         };
-        let wait = async {
-            self.queue
-                .send(job)
-                .await
-                .map_err(|_| RepoError::Timeout("postgres"))?;
-            outcome.await.map_err(|_| RepoError::Timeout("postgres"))?
-        };
-        tokio::time::timeout(deadline, wait)
-            .await
-            .unwrap_or(Err(RepoError::Timeout("postgres")))
+        match tokio::time::timeout_at(deadline, self.queue.send(job)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(RepoError::Timeout("postgres")),
+            Err(_) => return Err(RepoError::Timeout("postgres")),
+        }
+        outcome.await.unwrap_or(Err(RepoError::Timeout("postgres")))
     }
 }
 
-/// Takes whatever is queued (at most [`MAX_BATCH`], each token once) and writes it, for
-/// as long as the queue lives.
-async fn write_batches(store: PgStore, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut later: Vec<Job> = Vec::new();
+/// Takes the first queued rotation and whatever arrives within [`LINGER`] after it (at
+/// most [`MAX_BATCH`]) and writes them, for as long as the queue lives.
+async fn write_batches(store: PgStore, mut jobs: mpsc::Receiver<Job>) {
     loop {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut tokens = HashSet::new();
-        let mut next = std::mem::take(&mut later).into_iter();
-        let mut admit = |job: Job, batch: &mut Vec<Job>, later: &mut Vec<Job>| {
-            if batch.len() < MAX_BATCH && tokens.insert(job.presented) {
-                batch.push(job);
-            } else {
-                later.push(job);
-            }
+        let Some(first) = jobs.recv().await else {
+            return;
         };
-        for job in next.by_ref() {
-            admit(job, &mut batch, &mut later);
-        }
-        // With work in hand, top it up only if the queue is free: the other writer may
-        // hold it while it waits for a rotation to arrive.
-        let queue = match batch.is_empty() {
-            true => Some(jobs.lock().await),
-            false => jobs.try_lock().ok(),
-        };
-        if let Some(mut queue) = queue {
-            if batch.is_empty() {
-                match queue.recv().await {
-                    Some(job) => admit(job, &mut batch, &mut later),
-                    None => return,
-                }
-            }
-            let until = tokio::time::Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(until, queue.recv()).await {
-                    Ok(Some(job)) => admit(job, &mut batch, &mut later),
-                    _ => break,
-                }
+        let mut batch = vec![first];
+        let until = Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(until, jobs.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                _ => break,
             }
         }
-        // Callers that gave up are not written for.
-        batch.retain(|job| !job.reply.is_closed());
+        // Not written: callers that gave up, and jobs whose time is up (their callers
+        // get a 503 with the token unchanged).
+        let now = Instant::now();
+        let (batch, late): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .filter(|job| !job.reply.is_closed())
+            .partition(|job| job.deadline > now);
+        for job in late {
+            let _ = job.reply.send(Err(RepoError::Timeout("postgres")));
+        }
         if batch.is_empty() {
             continue;
         }
-        match write(&store, &batch).await {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) => {
-                // Nothing of the batch committed: every caller gets the failure (503),
-                // each token still as it was.
-                let cause = Arc::new(e);
-                for job in batch {
-                    let _ = job.reply.send(Err(RepoError::Batch(Arc::clone(&cause))));
-                }
-            }
+        let outcomes = write(&store, &batch).await;
+        for (job, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = job.reply.send(outcome);
         }
     }
 }
 
-/// One statement for the batch; for the rotations it refused, one more for their states.
-/// Outcomes in the batch's order.
-async fn write(store: &PgStore, batch: &[Job]) -> Result<Vec<Rotation>, RepoError> {
-    let presented: Vec<&[u8]> = batch.iter().map(|j| &j.presented.as_bytes()[..]).collect();
-    let nows: Vec<SystemTime> = batch.iter().map(|j| j.now).collect();
-    let successors: Vec<&[u8]> = batch
-        .iter()
-        .map(|j| &j.successor.hash.as_bytes()[..])
+/// Writes a batch; one outcome per job, in the batch's order.
+async fn write(store: &PgStore, batch: &[Job]) -> Vec<Result<Rotation, RepoError>> {
+    // Each token once in the statement; later copies are refused below.
+    let mut first_of: HashMap<TokenHash<Refresh>, usize> = HashMap::new();
+    let written: Vec<usize> = (0..batch.len())
+        .filter(|&i| first_of.entry(batch[i].presented).or_insert(i) == &i)
         .collect();
-    let expiries: Vec<SystemTime> = batch.iter().map(|j| j.successor.expires_at).collect();
-    store
-        .with(|client| async move {
-            let rotate = client.prepare_cached(ROTATE_ALL).await?;
-            let params: [&(dyn ToSql + Sync); 4] = [&presented, &nows, &successors, &expiries];
-            let mut outcomes = vec![Rotation::Refused(None); presented.len()];
-            let mut rotated = vec![false; presented.len()];
-            for row in client.query(&rotate, &params).await? {
-                let n: i64 = row.get(0);
-                let i = usize::try_from(n - 1).map_err(|_| RepoError::Corrupt("batch order"))?;
-                outcomes[i] = Rotation::Rotated {
-                    session: SessionId::from_uuid(row.get(1)),
-                    user: UserId::from_uuid(row.get(2)),
-                };
-                rotated[i] = true;
-            }
-            let refused: Vec<&[u8]> = presented
-                .iter()
-                .zip(&rotated)
-                .filter(|(_, done)| !**done)
-                .map(|(p, _)| *p)
-                .collect();
-            if refused.is_empty() {
-                return Ok(outcomes);
-            }
-            let states = client.prepare_cached(STATES).await?;
-            for row in client.query(&states, &[&refused]).await? {
-                let hash: &[u8] = row.get(0);
-                let state = TokenState {
-                    session: SessionId::from_uuid(row.get(1)),
-                    rotated_at: row.get(2),
-                    expires_at: row.get(3),
-                    session_revoked: row.get(4),
-                    user: UserId::from_uuid(row.get(5)),
-                    account_disabled: row.get(6),
-                };
-                for (i, p) in presented.iter().enumerate() {
-                    if !rotated[i] && *p == hash {
-                        outcomes[i] = Rotation::Refused(Some(state));
-                    }
+    let mut outcomes: Vec<Option<Result<Rotation, RepoError>>> =
+        batch.iter().map(|_| None).collect();
+    let rotated = match rotate_once_or_twice(store, batch, &written).await {
+        Ok(rotated) => rotated,
+        Err(e) if is_ambiguous(&e) => match stored_successors(store, batch, &written).await {
+            Ok(rotated) => rotated,
+            Err(_) => return fail_all(batch, e),
+        },
+        // The database refused the statement: nothing of it committed.
+        Err(e) => return fail_all(batch, e),
+    };
+    for (i, rotation) in rotated {
+        outcomes[i] = Some(Ok(rotation));
+    }
+    // Every job not rotated: refused, with its token's state as it is now (after the
+    // commit, so a second copy of a token sees the first one's rotation).
+    let refused: Vec<usize> = (0..batch.len())
+        .filter(|&i| outcomes[i].is_none())
+        .collect();
+    if !refused.is_empty() {
+        match states(store, batch, &refused).await {
+            Ok(states) => {
+                for i in refused {
+                    // Copies of one token share its state.
+                    let state = states.get(&batch[i].presented).copied().flatten();
+                    outcomes[i] = Some(Ok(Rotation::Refused(state)));
                 }
             }
-            Ok(outcomes)
+            Err(e) => {
+                // These rotated nothing: a 503 leaves their tokens as they were.
+                let cause = Arc::new(e);
+                for i in refused {
+                    outcomes[i] = Some(Err(RepoError::Batch(Arc::clone(&cause))));
+                }
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(Err(RepoError::Corrupt("a rotation without an outcome"))))
+        .collect()
+}
+
+fn fail_all(batch: &[Job], e: RepoError) -> Vec<Result<Rotation, RepoError>> {
+    let cause = Arc::new(e);
+    batch
+        .iter()
+        .map(|_| Err(RepoError::Batch(Arc::clone(&cause))))
+        .collect()
+}
+
+/// Whether a failed write may have committed anyway (it timed out, or the connection
+/// went), as opposed to the database refusing it.
+fn is_ambiguous(e: &RepoError) -> bool {
+    match e {
+        RepoError::Timeout(_) => true,
+        RepoError::Postgres(pg) => pg.code().is_none(),
+        _ => false,
+    }
+}
+
+/// [`ROTATE_ALL`] for the jobs `written`; once more if PostgreSQL broke a deadlock with
+/// another replica's batch by aborting this one (nothing of it committed).
+async fn rotate_once_or_twice(
+    store: &PgStore,
+    batch: &[Job],
+    written: &[usize],
+) -> Result<Vec<(usize, Rotation)>, RepoError> {
+    match rotate(store, batch, written).await {
+        Err(RepoError::Postgres(pg)) if pg.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
+            rotate(store, batch, written).await
+        }
+        outcome => outcome,
+    }
+}
+
+/// One statement rotating the jobs `written`: which of them it rotated.
+async fn rotate(
+    store: &PgStore,
+    batch: &[Job],
+    written: &[usize],
+) -> Result<Vec<(usize, Rotation)>, RepoError> {
+    let presented: Vec<&[u8]> = written
+        .iter()
+        .map(|&i| &batch[i].presented.as_bytes()[..])
+        .collect();
+    let nows: Vec<SystemTime> = written.iter().map(|&i| batch[i].now).collect();
+    let successors: Vec<&[u8]> = written
+        .iter()
+        .map(|&i| &batch[i].successor.hash.as_bytes()[..])
+        .collect();
+    let expiries: Vec<SystemTime> = written
+        .iter()
+        .map(|&i| batch[i].successor.expires_at)
+        .collect();
+    store
+        .with(|client| async move {
+            let stmt = client.prepare_cached(ROTATE_ALL).await?;
+            let params: [&(dyn ToSql + Sync); 4] = [&presented, &nows, &successors, &expiries];
+            let mut rotated = Vec::new();
+            for row in client.query(&stmt, &params).await? {
+                let n: i64 = row.try_get(0)?;
+                let k = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|k| written.get(k))
+                    .ok_or(RepoError::Corrupt("a rotation out of its batch"))?;
+                let rotation = Rotation::Rotated {
+                    session: SessionId::from_uuid(row.try_get(1)?),
+                    user: UserId::from_uuid(row.try_get(2)?),
+                };
+                rotated.push((*k, rotation));
+            }
+            Ok(rotated)
+        })
+        .await
+}
+
+/// After a write whose outcome is unknown: the jobs whose successor is stored (so their
+/// rotation committed), as rotated.
+async fn stored_successors(
+    store: &PgStore,
+    batch: &[Job],
+    written: &[usize],
+) -> Result<Vec<(usize, Rotation)>, RepoError> {
+    let successors: Vec<&[u8]> = written
+        .iter()
+        .map(|&i| &batch[i].successor.hash.as_bytes()[..])
+        .collect();
+    store
+        .with(|client| async move {
+            let stmt = client.prepare_cached(STORED_SUCCESSORS).await?;
+            let mut rotated = Vec::new();
+            for row in client.query(&stmt, &[&successors]).await? {
+                let hash: &[u8] = row.try_get(0)?;
+                let k = written
+                    .iter()
+                    .find(|&&i| batch[i].successor.hash.as_bytes()[..] == *hash);
+                if let Some(&i) = k {
+                    let rotation = Rotation::Rotated {
+                        session: SessionId::from_uuid(row.try_get(1)?),
+                        user: UserId::from_uuid(row.try_get(2)?),
+                    };
+                    rotated.push((i, rotation));
+                }
+            }
+            Ok(rotated)
+        })
+        .await
+}
+
+/// The states of the presented tokens of the jobs `refused`; `None` for unknown ones.
+async fn states(
+    store: &PgStore,
+    batch: &[Job],
+    refused: &[usize],
+) -> Result<HashMap<TokenHash<Refresh>, Option<TokenState>>, RepoError> {
+    let presented: Vec<&[u8]> = refused
+        .iter()
+        .map(|&i| &batch[i].presented.as_bytes()[..])
+        .collect();
+    let mut found: HashMap<TokenHash<Refresh>, Option<TokenState>> = refused
+        .iter()
+        .map(|&i| (batch[i].presented, None))
+        .collect();
+    store
+        .with(|client| async move {
+            let stmt = client.prepare_cached(STATES).await?;
+            for row in client.query(&stmt, &[&presented]).await? {
+                let hash: &[u8] = row.try_get(0)?;
+                let hash: [u8; 32] = hash
+                    .try_into()
+                    .map_err(|_| RepoError::Corrupt("a token hash is not 32 bytes"))?;
+                let state = TokenState {
+                    session: SessionId::from_uuid(row.try_get(1)?),
+                    rotated_at: row.try_get(2)?,
+                    expires_at: row.try_get(3)?,
+                    session_revoked: row.try_get(4)?,
+                    user: UserId::from_uuid(row.try_get(5)?),
+                    account_disabled: row.try_get(6)?,
+                };
+                found.insert(TokenHash::from_bytes(hash), Some(state));
+            }
+            Ok(found)
         })
         .await
 }

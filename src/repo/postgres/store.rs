@@ -117,7 +117,8 @@ fn pool(
 }
 
 impl PgStore {
-    /// Builds the pools. Connections are opened on demand, so this does not touch the server.
+    /// Builds the pools and starts the rotation writer (so: call within a tokio runtime).
+    /// Connections are opened on demand, so this does not touch the server.
     pub fn new(
         url: &DatabaseUrl,
         size: usize,
@@ -132,7 +133,13 @@ impl PgStore {
             metrics,
             rotations: Arc::new(std::sync::OnceLock::new()),
         };
-        let _ = store.rotations.set(Rotations::start(&store));
+        // The writer's own handle on the store holds no rotations: when the last store
+        // that does is dropped, the queue closes and the writer ends.
+        let writer = PgStore {
+            rotations: Arc::new(std::sync::OnceLock::new()),
+            ..store.clone()
+        };
+        let _ = store.rotations.set(Rotations::start(writer));
         Ok(store)
     }
 
