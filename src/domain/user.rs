@@ -46,3 +46,20 @@ pub struct User {
     pub disabled: bool,
     pub created_at: SystemTime,
 }
+
+impl User {
+    /// 64 bits of SHA-256 of the password hash and the address: what links sent by email
+    /// (password reset, email change) are stamped with when they are issued and checked
+    /// against when they are used, so that a change of either makes every older link
+    /// stale. Reveals nothing usable about either.
+    pub fn stamp(&self) -> u64 {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(self.password_hash.as_str().as_bytes());
+        context.update(b"\n");
+        context.update(self.email.as_str().as_bytes());
+        let digest = context.finish();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest.as_ref()[..8]);
+        u64::from_be_bytes(first)
+    }
+}

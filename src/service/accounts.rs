@@ -7,7 +7,7 @@ use std::time::Duration;
 use ring::rand::SystemRandom;
 
 use super::{
-    server_error_conversions, Limiter, LoginLimits, Mailroom, Removal, ServerError, Shared,
+    server_error_conversions, Limiter, LoginLimits, Mailroom, Recheck, Removal, ServerError, Shared,
 };
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
@@ -159,25 +159,19 @@ impl Accounts {
         user: UserId,
         password: CurrentPassword,
     ) -> Result<(), AccountError> {
-        let CurrentPassword::Possible(password) = password else {
-            return Err(AccountError::WrongPassword);
-        };
         let account = self.users.by_id(user).await?.ok_or(AccountError::Gone)?;
-        if let Err(exceeded) = self.login_limits.admit(&account.email).await? {
-            return Err(AccountError::RateLimited {
-                retry_after: exceeded.retry_after,
-            });
+        let checked = self
+            .login_limits
+            .recheck(&self.hasher, client, &account, password);
+        match checked.await? {
+            Recheck::Right => {}
+            Recheck::Wrong => return Err(AccountError::WrongPassword),
+            Recheck::Limited(exceeded) => {
+                return Err(AccountError::RateLimited {
+                    retry_after: exceeded.retry_after,
+                })
+            }
         }
-        if !self
-            .hasher
-            .verify(client, password, Some(&account.password_hash))
-            .await?
-        {
-            self.login_limits.failed(&account.email).await?;
-            return Err(AccountError::WrongPassword);
-        }
-        // The address may register again with a clean slate.
-        self.login_limits.succeeded(&account.email).await?;
         if !self.removal.delete(user).await? {
             return Err(AccountError::Gone);
         }

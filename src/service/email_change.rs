@@ -2,11 +2,12 @@
 //! through a single-use link sent to the new address, with a notice to the current one.
 //!
 //! A change is stamped with the account as it was when the change was asked for — its
-//! address and its password ([`stamp`]) — and checked against the account when the link
-//! is sent and when it is used: once the address or the password changes (the owner
-//! noticing the notice and changing the password, say), every older link is stale. Both
-//! halves of that rule are in this file. A confirmed change also forgets every other
-//! one-time token of the account: links sent to the old address stop working.
+//! address and its password ([`User::stamp`](crate::domain::User::stamp)) — and checked
+//! against the account when the link is sent and when it is used: once the address or
+//! the password changes (the owner noticing the notice and changing the password, say),
+//! every older link is stale. Issuing and checking are in this file. A confirmed change
+//! also forgets every other one-time token of the account: links sent to the old address
+//! stop working.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +16,13 @@ use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
 use super::{
-    server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, Revocations, ServerError, Shared,
+    server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, Recheck, Revocations,
+    ServerError, Shared,
 };
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
-    ClientAddr, CurrentPassword, Email, EmailChange, EmailChangeGrant, EmailChangeToken, User,
-    UserId,
+    ClientAddr, CurrentPassword, Email, EmailChange, EmailChangeGrant, EmailChangeToken, UserId,
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
@@ -50,19 +51,6 @@ pub enum EmailChangeError {
 }
 
 server_error_conversions!(EmailChangeError);
-
-/// 64 bits of SHA-256 of the account's address and password hash: changes whenever
-/// either does, and reveals nothing usable about them.
-fn stamp(account: &User) -> u64 {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(account.email.as_str().as_bytes());
-    context.update(b"\n");
-    context.update(account.password_hash.as_str().as_bytes());
-    let digest = context.finish();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_ref()[..8]);
-    u64::from_be_bytes(first)
-}
 
 pub struct EmailChanges {
     users: Arc<dyn Users>,
@@ -129,26 +117,18 @@ impl EmailChanges {
             .by_id(user)
             .await?
             .ok_or(EmailChangeError::InvalidAccessToken)?;
-        let email = &account.email;
-        if let Err(exceeded) = self.login_limits.admit(email).await? {
-            return Err(EmailChangeError::RateLimited {
-                retry_after: exceeded.retry_after,
-            });
+        let checked = self
+            .login_limits
+            .recheck(&self.hasher, client, &account, password);
+        match checked.await? {
+            Recheck::Right => {}
+            Recheck::Wrong => return Err(EmailChangeError::WrongPassword),
+            Recheck::Limited(exceeded) => {
+                return Err(EmailChangeError::RateLimited {
+                    retry_after: exceeded.retry_after,
+                })
+            }
         }
-        // Text outside the password rules cannot be the password: wrong, without spending
-        // an attempt or bcrypt work on it (as for a password change).
-        let CurrentPassword::Possible(password) = password else {
-            return Err(EmailChangeError::WrongPassword);
-        };
-        if !self
-            .hasher
-            .verify(client, password, Some(&account.password_hash))
-            .await?
-        {
-            self.login_limits.failed(email).await?;
-            return Err(EmailChangeError::WrongPassword);
-        }
-        self.login_limits.succeeded(email).await?;
         if new == account.email || self.users.by_email(&new).await?.is_some() {
             return Err(EmailChangeError::EmailTaken);
         }
@@ -157,7 +137,7 @@ impl EmailChanges {
                 retry_after: exceeded.retry_after,
             });
         }
-        let stamp = stamp(&account);
+        let stamp = account.stamp();
         self.mailroom
             .queue(&[
                 OutgoingEmail::EmailChange {
@@ -238,7 +218,7 @@ impl EmailChanges {
         let Some(account) = self.users.by_id(user).await? else {
             return Ok(None);
         };
-        if self::stamp(&account) != stamp {
+        if account.stamp() != stamp {
             return Ok(None);
         }
         let token = EmailChangeToken::generate(&self.rng);
@@ -284,7 +264,7 @@ async fn apply(
         .by_id(grant.user)
         .await?
         .ok_or(EmailChangeError::InvalidToken)?;
-    if grant.stamp != stamp(&account) {
+    if grant.stamp != account.stamp() {
         return Err(EmailChangeError::InvalidToken);
     }
     let notice = OutgoingEmail::EmailChanged {

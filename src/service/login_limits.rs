@@ -6,10 +6,19 @@
 
 use std::sync::Arc;
 
-use super::{Exceeded, Limiter, RateLimit};
-use crate::domain::Email;
+use super::{Exceeded, Limiter, RateLimit, ServerError};
+use crate::domain::{ClientAddr, CurrentPassword, Email, User};
+use crate::hasher::Hasher;
 use crate::metrics::Metrics;
 use crate::repo::{RateKey, RateLimits, RepoError};
+
+/// What re-checking a signed-in user's password found.
+pub enum Recheck {
+    Right,
+    Wrong,
+    /// Too many wrong passwords for the account's address: nothing was checked.
+    Limited(Exceeded),
+}
 
 pub struct LoginLimits {
     failures: Limiter,
@@ -36,6 +45,35 @@ impl LoginLimits {
             return Ok(Err(exceeded));
         }
         self.attempts.hit(&attempts(email)).await
+    }
+
+    /// Checks `password` against `account`'s as a login would count it (SPEC §10: the
+    /// routes that re-check a password follow login's rules): refused before any bcrypt
+    /// work past the limits; a wrong one counts as a failure, a right one starts the
+    /// counts over. Text outside the password rules is wrong without costing an attempt
+    /// or bcrypt work: it cannot be anybody's password.
+    pub async fn recheck(
+        &self,
+        hasher: &Hasher,
+        client: ClientAddr,
+        account: &User,
+        password: CurrentPassword,
+    ) -> Result<Recheck, ServerError> {
+        let CurrentPassword::Possible(password) = password else {
+            return Ok(Recheck::Wrong);
+        };
+        if let Err(exceeded) = self.admit(&account.email).await? {
+            return Ok(Recheck::Limited(exceeded));
+        }
+        if !hasher
+            .verify(client, password, Some(&account.password_hash))
+            .await?
+        {
+            self.failed(&account.email).await?;
+            return Ok(Recheck::Wrong);
+        }
+        self.succeeded(&account.email).await?;
+        Ok(Recheck::Right)
     }
 
     /// The password was wrong.

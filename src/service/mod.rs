@@ -42,7 +42,7 @@ pub use client_limits::{ClientLimitError, ClientLimits};
 pub use email_change::{EmailChangeError, EmailChanges};
 pub use health::{Health, Readiness};
 pub use letters::Letters;
-pub use login_limits::LoginLimits;
+pub use login_limits::{LoginLimits, Recheck};
 pub use mailroom::Mailroom;
 pub use passwords::{PasswordError, Passwords};
 pub use rate_limit::{Exceeded, Limiter, RateLimit};

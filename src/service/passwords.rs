@@ -2,9 +2,10 @@
 //! changed (with the current one). Both end every session of the account.
 //!
 //! A reset link is stamped with the password it would replace and the address it was
-//! sent to ([`stamp`]) when it is issued, and checked against the account when it is
-//! spent: once the password changes — by a reset or a change — or the address does, every
-//! older link is stale. Both halves of that rule are in this file.
+//! sent to ([`User::stamp`](crate::domain::User::stamp)) when it is issued, and checked
+//! against the account when it is spent: once the password changes — by a reset or a
+//! change — or the address does, every older link is stale. Issuing and checking are in
+//! this file.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,13 +14,14 @@ use ring::rand::SystemRandom;
 use tracing::Instrument as _;
 
 use super::{
-    server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, Revocations, ServerError, Shared,
+    server_error_conversions, Bug, Limiter, LoginLimits, Mailroom, Recheck, Revocations,
+    ServerError, Shared,
 };
 use crate::clock::Clock;
 use crate::config::{LimitConfig, TokenConfig};
 use crate::domain::{
     ClientAddr, CurrentPassword, Email, Password, PasswordHash, Reset, ResetGrant, ResetToken,
-    SessionId, User, UserId,
+    SessionId, UserId,
 };
 use crate::hasher::Hasher;
 use crate::mail::{compose, LinkTemplate, Message};
@@ -43,20 +45,6 @@ pub enum PasswordError {
 }
 
 server_error_conversions!(PasswordError);
-
-/// 64 bits of SHA-256 of the account's password hash and address: changes whenever
-/// either does (a link sent to an address the account has left must not work), and
-/// reveals nothing usable about them.
-fn stamp(account: &User) -> u64 {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(account.password_hash.as_str().as_bytes());
-    context.update(b"\n");
-    context.update(account.email.as_str().as_bytes());
-    let digest = context.finish();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_ref()[..8]);
-    u64::from_be_bytes(first)
-}
 
 pub struct Passwords {
     users: Arc<dyn Users>,
@@ -129,7 +117,7 @@ impl Passwords {
         let token = ResetToken::generate(&self.rng);
         let grant = ResetGrant {
             user: user.id,
-            stamp: stamp(&user),
+            stamp: user.stamp(),
         };
         self.tokens
             .put(&token.hash(), grant, self.reset_ttl)
@@ -201,30 +189,23 @@ impl Passwords {
         current: CurrentPassword,
         new: Password,
     ) -> Result<(), PasswordError> {
-        // Text outside the password rules cannot be the current password: wrong, without
-        // spending a login attempt or bcrypt work on it.
-        let CurrentPassword::Possible(current) = current else {
-            return Err(PasswordError::WrongPassword);
-        };
         let user = self
             .users
             .by_id(user_id)
             .await?
             .ok_or(PasswordError::InvalidAccessToken)?;
-        if let Err(exceeded) = self.login_limits.admit(&user.email).await? {
-            return Err(PasswordError::RateLimited {
-                retry_after: exceeded.retry_after,
-            });
+        let checked = self
+            .login_limits
+            .recheck(&self.hasher, client, &user, current);
+        match checked.await? {
+            Recheck::Right => {}
+            Recheck::Wrong => return Err(PasswordError::WrongPassword),
+            Recheck::Limited(exceeded) => {
+                return Err(PasswordError::RateLimited {
+                    retry_after: exceeded.retry_after,
+                })
+            }
         }
-        if !self
-            .hasher
-            .verify(client, current, Some(&user.password_hash))
-            .await?
-        {
-            self.login_limits.failed(&user.email).await?;
-            return Err(PasswordError::WrongPassword);
-        }
-        self.login_limits.succeeded(&user.email).await?;
         let new_hash = self.hasher.hash(client, new).await?;
         // Only if the password is still the one just checked: a concurrent reset wins.
         let ended = self
@@ -258,7 +239,7 @@ async fn replace_password(
         .ok_or(PasswordError::InvalidResetToken)?;
     // Issued before the password last changed (by an earlier reset or a change): stale,
     // like every other link of that time.
-    if grant.stamp != stamp(&account) {
+    if grant.stamp != account.stamp() {
         return Err(PasswordError::InvalidResetToken);
     }
     match users
