@@ -47,10 +47,11 @@ fn connection_cap(config: &Config) -> usize {
             return wanted;
         }
     };
-    // The request pool, and the housekeeping and revocation-reading connections.
+    // The request pool, and the housekeeping, revocation-reading and rotation-writing
+    // connections.
     let own = FD_RESERVE
         + config.storage.db_pool_size as u64
-        + 2
+        + 3
         + ADMIN_CONNECTIONS as u64
         + config.mail.outbox_concurrency as u64;
     // Connections asked to close may overstay the cap by a sixteenth (and 16) meanwhile.

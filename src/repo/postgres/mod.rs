@@ -6,7 +6,7 @@
 //! [`RepoError`](crate::repo::RepoError) (a 503) instead of a hung request. Multi-row
 //! changes are single statements (CTEs) or transactions, which is what makes them atomic.
 //! Refresh-token rotations are combined: those that arrive together are written as one
-//! statement (`rotations.rs`).
+//! statement (`rotations.rs`), by one writer on a connection of its own.
 
 pub mod migrate;
 mod outbox;

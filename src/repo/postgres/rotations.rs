@@ -84,7 +84,7 @@ pub(super) struct Rotations {
 }
 
 impl Rotations {
-    /// Starts the writer, which writes through `store`'s request pool. `store` must not
+    /// Starts the writer, which writes on `store`'s rotation connection. `store` must not
     /// hold these rotations itself, so that the writer ends when the last store that
     /// does is dropped. Call within a tokio runtime.
     pub(super) fn start(store: PgStore) -> Arc<Rotations> {
@@ -260,7 +260,7 @@ async fn rotate(
         .map(|&i| batch[i].successor.expires_at)
         .collect();
     store
-        .with(|client| async move {
+        .rotating(|client| async move {
             let stmt = client.prepare_cached(ROTATE_ALL).await?;
             let params: [&(dyn ToSql + Sync); 4] = [&presented, &nows, &successors, &expiries];
             let mut rotated = Vec::new();
@@ -293,7 +293,7 @@ async fn stored_successors(
         .map(|&i| &batch[i].successor.hash.as_bytes()[..])
         .collect();
     store
-        .with(|client| async move {
+        .rotating(|client| async move {
             let stmt = client.prepare_cached(STORED_SUCCESSORS).await?;
             let mut rotated = Vec::new();
             for row in client.query(&stmt, &[&successors]).await? {
@@ -329,7 +329,7 @@ async fn states(
         .map(|&i| (batch[i].presented, None))
         .collect();
     store
-        .with(|client| async move {
+        .rotating(|client| async move {
             let stmt = client.prepare_cached(STATES).await?;
             for row in client.query(&stmt, &[&presented]).await? {
                 let hash: &[u8] = row.try_get(0)?;
@@ -349,4 +349,76 @@ async fn states(
             Ok(found)
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{PgStore, ROTATE_ALL, STATES, STORED_SUCCESSORS};
+    use crate::metrics::Metrics;
+    use crate::repo::postgres::{migrate, DatabaseUrl};
+    use crate::repo::RepoError;
+
+    /// The plan the writer's connection settles on for `sql` once it stops re-planning
+    /// (PostgreSQL's generic plan, forced here rather than waited for).
+    async fn settled_plan(store: &PgStore, sql: &str, params: usize) -> String {
+        let nulls = vec!["NULL"; params].join(", ");
+        let sql = sql.to_owned();
+        store
+            .rotating(|client| async move {
+                client
+                    .batch_execute(&format!(
+                        "SET plan_cache_mode = force_generic_plan; PREPARE settled AS {sql}"
+                    ))
+                    .await?;
+                let explained = client
+                    .simple_query(&format!("EXPLAIN EXECUTE settled({nulls})"))
+                    .await;
+                client
+                    .batch_execute("DEALLOCATE settled; RESET plan_cache_mode")
+                    .await?;
+                let mut plan = String::new();
+                for message in explained? {
+                    if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                        plan.push_str(row.get(0).unwrap_or_default());
+                        plan.push('\n');
+                    }
+                }
+                Ok::<_, RepoError>(plan)
+            })
+            .await
+            .expect("explain a rotation statement")
+    }
+
+    /// On a young database (empty tables, no statistics) a prepared join on
+    /// `refresh_tokens` settles on a sequential scan, which it would keep as the table
+    /// grows; the writer's connection must settle on the index look-up.
+    #[tokio::test]
+    async fn rotation_statements_look_tokens_up_by_index_on_a_young_database() {
+        let storage = authd_testkit::Storage::real().await;
+        let database = storage.database.as_ref().expect("a test database");
+        let url = DatabaseUrl::parse(&database.url).expect("the test database's URL");
+        migrate::run(&url).await.expect("migrate the test database");
+        let store = PgStore::new(
+            &url,
+            1,
+            Duration::from_secs(5),
+            Arc::new(Metrics::default()),
+        )
+        .expect("a store on the test database");
+        for (name, sql, params) in [
+            ("ROTATE_ALL", ROTATE_ALL, 4),
+            ("STATES", STATES, 1),
+            ("STORED_SUCCESSORS", STORED_SUCCESSORS, 1),
+        ] {
+            let plan = settled_plan(&store, sql, params).await;
+            assert!(
+                plan.contains("refresh_tokens_pkey")
+                    && !plan.contains("Seq Scan on refresh_tokens"),
+                "{name} must find tokens by their primary key:\n{plan}"
+            );
+        }
+    }
 }

@@ -61,6 +61,15 @@ impl From<tokio_postgres::Error> for RepoError {
 /// through many rows, but bounded.
 const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The rotation writer's session settings. Its statements join each input row to its
+/// token by primary key, and prepared statements keep the generic plan PostgreSQL settles
+/// on after five runs: on a young database that plan is a sequential scan of
+/// `refresh_tokens` (tiny when planned), kept while the table grows until autovacuum's
+/// next ANALYZE — measured in the bench as every batch reading the whole table. Without
+/// sequential scans on this connection the plan is the index look-up at any size, and
+/// nothing is re-planned per batch.
+const ROTATING_SETTINGS: &str = "-c enable_seqscan=off";
+
 /// The PostgreSQL store. Cheap to clone (the pools are shared).
 #[derive(Clone)]
 pub struct PgStore {
@@ -73,6 +82,10 @@ pub struct PgStore {
     /// [`crate::service::Revocations`]): a flood of requests holding every pooled
     /// connection must not stop replicas from learning of revocations.
     watching: Pool,
+    /// One connection of its own for the rotation writer (see [`Rotations`]): refreshes
+    /// never wait for a pooled connection behind other requests, and the writer's
+    /// statements are planned as index look-ups whatever the tables' statistics say.
+    rotating: Pool,
     /// Bound on one whole operation: pool wait, statements, commit.
     deadline: Duration,
     metrics: Arc<Metrics>,
@@ -83,20 +96,23 @@ pub struct PgStore {
 
 /// A pool whose server gives up on a statement, or a lock wait, when authd would: an
 /// operation that timed out here must not leave its query running and its locks held.
+/// `settings` are more server settings for its sessions (`-c name=value …`).
 fn pool(
     url: &DatabaseUrl,
     size: usize,
     deadline: Duration,
+    settings: &str,
 ) -> Result<Pool, deadpool_postgres::BuildError> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
     let mut config = url.pg_config().clone();
     let ms = deadline.as_millis();
-    let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms}");
+    let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms} {settings}");
+    let limits = limits.trim_end();
     let options = match config.get_options() {
         Some(existing) => format!("{existing} {limits}"),
-        None => limits,
+        None => limits.to_owned(),
     };
     config.options(&options);
     let manager = match url.tls() {
@@ -126,9 +142,10 @@ impl PgStore {
         metrics: Arc<Metrics>,
     ) -> Result<PgStore, deadpool_postgres::BuildError> {
         let store = PgStore {
-            pool: pool(url, size, deadline)?,
-            maintenance: pool(url, 1, MAINTENANCE_DEADLINE)?,
-            watching: pool(url, 1, deadline)?,
+            pool: pool(url, size, deadline, "")?,
+            maintenance: pool(url, 1, MAINTENANCE_DEADLINE, "")?,
+            watching: pool(url, 1, deadline, "")?,
+            rotating: pool(url, 1, deadline, ROTATING_SETTINGS)?,
             deadline,
             metrics,
             rotations: Arc::new(std::sync::OnceLock::new()),
@@ -166,6 +183,15 @@ impl PgStore {
     {
         self.run_on(&self.maintenance, MAINTENANCE_DEADLINE, op)
             .await
+    }
+
+    /// Runs `op` on the rotation writer's connection, within the deadline.
+    pub(super) async fn rotating<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(Object) -> Fut,
+        Fut: Future<Output = Result<T, RepoError>> + 'a,
+    {
+        self.run_on(&self.rotating, self.deadline, op).await
     }
 
     /// Runs `op` on the connection that reads ended sessions, within the deadline.
