@@ -71,6 +71,9 @@ struct Queue {
     queued: usize,
     /// Places set aside by reservations not yet used.
     reserved: usize,
+    /// Threads waiting for a job: only then does a new job need a wake-up call (a
+    /// system call each), so threads kept busy by a queue are never signalled.
+    idle: usize,
     closed: bool,
 }
 
@@ -204,7 +207,7 @@ impl CpuPool {
     {
         let (job, result) = job(work);
         let abandoned = Arc::new(AtomicBool::new(false));
-        {
+        let wake = {
             let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             if queue.queued + queue.reserved >= self.shared.capacity {
                 for gone in queue.drop_abandoned() {
@@ -229,8 +232,11 @@ impl CpuPool {
             };
             queue.push(lane, queued);
             self.waiting.fetch_add(1, Ordering::Relaxed);
+            queue.idle > 0
+        };
+        if wake {
+            self.shared.available.notify_one();
         }
-        self.shared.available.notify_one();
         // Raised if this future is dropped before the result is in.
         let watch = Abandon(abandoned);
         let result = result.await;
@@ -267,7 +273,7 @@ impl Reservation {
         R: Send + 'static,
     {
         let (job, result) = job(work);
-        {
+        let wake = {
             let mut queue = self.pool.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.reserved -= 1;
             let queued = Queued {
@@ -277,9 +283,12 @@ impl Reservation {
             };
             queue.push(self.lane, queued);
             self.waiting.fetch_add(1, Ordering::Relaxed);
-        }
+            queue.idle > 0
+        };
         self.used = true;
-        self.pool.available.notify_one();
+        if wake {
+            self.pool.available.notify_one();
+        }
         result.await
     }
 }
@@ -321,10 +330,14 @@ fn next_job(shared: &Shared) -> Option<Job> {
         if queue.closed {
             return None;
         }
+        // Counted under the lock a job is pushed under: a job pushed after this thread
+        // found the queue empty sees it waiting, and signals.
+        queue.idle += 1;
         queue = shared
             .available
             .wait(queue)
             .unwrap_or_else(|e| e.into_inner());
+        queue.idle -= 1;
     }
 }
 

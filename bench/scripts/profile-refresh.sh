@@ -34,20 +34,23 @@ sleep_until_refresh() { for _ in $(seq 1 600); do
     sleep 0.1; done; }
 sleep_until_refresh
 sleep 3
+read -r _ su0 sn0 ss0 si0 sw0 sq0 ssq0 st0 _ < /proc/stat
 k0=$(rsa_ticks); a0=$(ticks authd); p0=$(ticks postgres); r0=$(ticks redis-server); g0=$(ticks authd-bench); s0=$(switches)
 t0=$(date +%s.%N)
 sleep 6
+read -r _ su1 sn1 ss1 si1 sw1 sq1 ssq1 st1 _ < /proc/stat
 k1=$(rsa_ticks); a1=$(ticks authd); p1=$(ticks postgres); r1=$(ticks redis-server); g1=$(ticks authd-bench); s1=$(switches)
 t1=$(date +%s.%N)
 wait $bench
 cat "$out"
 rate=$(awk '/^refresh /{print $2}' "$out")
-awk -v k=$((k1-k0)) -v a=$((a1-a0)) -v p=$((p1-p0)) -v r=$((r1-r0)) -v g=$((g1-g0)) -v s=$((s1-s0)) \
+awk -v idle=$((si1-si0+sw1-sw0)) -v softirq=$((sq1-sq0+ssq1-ssq0)) -v steal=$((st1-st0)) -v k=$((k1-k0)) -v a=$((a1-a0)) -v p=$((p1-p0)) -v r=$((r1-r0)) -v g=$((g1-g0)) -v s=$((s1-s0)) \
     -v hz="$hz" -v rate="$rate" -v t0="$t0" -v t1="$t1" 'BEGIN{
     n = rate * (t1 - t0);
     cores = '"$(nproc)"'; secs = t1 - t0;
     printf "per refresh over %.1f s (%d refreshes at the scenario rate): authd %.0f us (signing threads %.0f, the rest %.0f), postgres %.0f us, redis %.0f us, generator %.0f us; authd context switches %.2f\n",
         secs, n, a/hz/n*1e6, k/hz/n*1e6, (a-k)/hz/n*1e6, p/hz/n*1e6, r/hz/n*1e6, g/hz/n*1e6, s/n;
-    printf "share of the %d cores: signing %.2f, authd other %.2f, postgres %.2f, generator %.2f, idle or other processes %.2f; CPU per refresh outside signing %.0f us\n",
-        cores, k/hz/secs/cores, (a-k)/hz/secs/cores, p/hz/secs/cores, g/hz/secs/cores, 1-(a+p+r+g)/hz/secs/cores, (a-k+p+r+g)/hz/n*1e6 }'
+    printf "share of the %d cores: signing %.2f, authd other %.2f, postgres %.2f, generator %.2f, the rest %.2f (of which idle %.2f, interrupts %.2f, stolen by the hypervisor %.2f); CPU per refresh outside signing %.0f us\n",
+        cores, k/hz/secs/cores, (a-k)/hz/secs/cores, p/hz/secs/cores, g/hz/secs/cores, 1-(a+p+r+g)/hz/secs/cores,
+        idle/hz/secs/cores, softirq/hz/secs/cores, steal/hz/secs/cores, (a-k+p+r+g)/hz/n*1e6 }'
 rm -f "$out"

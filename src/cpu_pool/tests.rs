@@ -201,3 +201,34 @@ async fn abandoned_work_gives_its_place_up_first() {
     busy.await.unwrap();
     assert_eq!(newcomer.await.unwrap(), Ok("kept"));
 }
+
+/// Threads are only signalled when one is waiting: jobs arriving in bursts, while threads
+/// are busy, idle or just going idle, must all still be picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_arriving_while_threads_come_and_go_all_run() {
+    let pool = Arc::new(CpuPool::new("t", 2, 4096));
+    for round in 0..50u64 {
+        let jobs: Vec<_> = (0..(round % 7) + 1)
+            .map(|i| {
+                let p = Arc::clone(&pool);
+                let reservation = pool.reserve(A).unwrap();
+                tokio::spawn(async move {
+                    let spun = p.run(B, move || i * 2).await;
+                    let reserved = reservation.run(move || i * 3).await;
+                    (spun, reserved)
+                })
+            })
+            .collect();
+        for (i, job) in (0u64..).zip(jobs) {
+            let outcome = tokio::time::timeout(Duration::from_secs(5), job)
+                .await
+                .expect("a job was never picked up")
+                .unwrap();
+            assert_eq!(outcome, (Ok(i * 2), Ok(i * 3)));
+        }
+        if round % 5 == 0 {
+            // Let both threads go idle before the next burst.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}

@@ -70,12 +70,17 @@ const STORED_SUCCESSORS: &str = "
 
 /// One rotation asked for, and where its outcome goes.
 struct Job {
-    presented: TokenHash<Refresh>,
-    successor: NewRefreshToken,
-    now: SystemTime,
+    asked: Asked,
     /// Past it, the job is not written (its caller gets a 503, the token unchanged).
     deadline: Instant,
     reply: oneshot::Sender<Result<Rotation, RepoError>>,
+}
+
+/// What one rotation is to write.
+struct Asked {
+    presented: TokenHash<Refresh>,
+    successor: NewRefreshToken,
+    now: SystemTime,
 }
 
 /// The queue rotations wait in; one writer empties it.
@@ -107,9 +112,11 @@ impl Rotations {
         let (reply, outcome) = oneshot::channel();
         let deadline = Instant::now() + deadline;
         let job = Job {
-            presented: *presented,
-            successor,
-            now,
+            asked: Asked {
+                presented: *presented,
+                successor,
+                now,
+            },
             deadline,
             reply,
         };
@@ -150,15 +157,32 @@ async fn write_batches(store: PgStore, mut jobs: mpsc::Receiver<Job>) {
         if batch.is_empty() {
             continue;
         }
-        let outcomes = write(&store, &batch).await;
-        for (job, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = job.reply.send(outcome);
+        let (asked, replies): (Vec<Asked>, Vec<_>) =
+            batch.into_iter().map(|job| (job.asked, job.reply)).unzip();
+        // In a task of its own, so that a bug panicking in one batch fails that batch
+        // (503) and the writer goes on with the next.
+        let writing = {
+            let store = store.clone();
+            tokio::spawn(async move { write(&store, &asked).await })
+        };
+        let outcomes = match writing.await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!(error = %e, "a batch of refresh-token rotations failed");
+                replies
+                    .iter()
+                    .map(|_| Err(RepoError::Corrupt("the rotation writer failed")))
+                    .collect()
+            }
+        };
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
         }
     }
 }
 
 /// Writes a batch; one outcome per job, in the batch's order.
-async fn write(store: &PgStore, batch: &[Job]) -> Vec<Result<Rotation, RepoError>> {
+async fn write(store: &PgStore, batch: &[Asked]) -> Vec<Result<Rotation, RepoError>> {
     // Each token once in the statement; later copies are refused below.
     let mut first_of: HashMap<TokenHash<Refresh>, usize> = HashMap::new();
     let written: Vec<usize> = (0..batch.len())
@@ -207,7 +231,7 @@ async fn write(store: &PgStore, batch: &[Job]) -> Vec<Result<Rotation, RepoError
         .collect()
 }
 
-fn fail_all(batch: &[Job], e: RepoError) -> Vec<Result<Rotation, RepoError>> {
+fn fail_all(batch: &[Asked], e: RepoError) -> Vec<Result<Rotation, RepoError>> {
     let cause = Arc::new(e);
     batch
         .iter()
@@ -229,7 +253,7 @@ fn is_ambiguous(e: &RepoError) -> bool {
 /// another replica's batch by aborting this one (nothing of it committed).
 async fn rotate_once_or_twice(
     store: &PgStore,
-    batch: &[Job],
+    batch: &[Asked],
     written: &[usize],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
     match rotate(store, batch, written).await {
@@ -243,7 +267,7 @@ async fn rotate_once_or_twice(
 /// One statement rotating the jobs `written`: which of them it rotated.
 async fn rotate(
     store: &PgStore,
-    batch: &[Job],
+    batch: &[Asked],
     written: &[usize],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
     let presented: Vec<&[u8]> = written
@@ -285,7 +309,7 @@ async fn rotate(
 /// rotation committed), as rotated.
 async fn stored_successors(
     store: &PgStore,
-    batch: &[Job],
+    batch: &[Asked],
     written: &[usize],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
     let successors: Vec<&[u8]> = written
@@ -317,7 +341,7 @@ async fn stored_successors(
 /// The states of the presented tokens of the jobs `refused`; `None` for unknown ones.
 async fn states(
     store: &PgStore,
-    batch: &[Job],
+    batch: &[Asked],
     refused: &[usize],
 ) -> Result<HashMap<TokenHash<Refresh>, Option<TokenState>>, RepoError> {
     let presented: Vec<&[u8]> = refused
