@@ -42,7 +42,7 @@ read -r _ su1 sn1 ss1 si1 sw1 sq1 ssq1 st1 _ < /proc/stat
 k1=$(rsa_ticks); a1=$(ticks authd); p1=$(ticks postgres); r1=$(ticks redis-server); g1=$(ticks authd-bench); s1=$(switches)
 t1=$(date +%s.%N)
 wait $bench
-cat "$out"
+grep -E "^(ceilings|refresh )" "$out"
 rate=$(awk '/^refresh /{print $2}' "$out")
 awk -v idle=$((si1-si0+sw1-sw0)) -v softirq=$((sq1-sq0+ssq1-ssq0)) -v steal=$((st1-st0)) -v k=$((k1-k0)) -v a=$((a1-a0)) -v p=$((p1-p0)) -v r=$((r1-r0)) -v g=$((g1-g0)) -v s=$((s1-s0)) \
     -v hz="$hz" -v rate="$rate" -v t0="$t0" -v t1="$t1" 'BEGIN{
