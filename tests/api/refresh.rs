@@ -167,6 +167,41 @@ async fn a_successful_refresh_is_one_round_trip_to_postgres() {
     );
 }
 
+/// The rotation writer has one connection. When it stops answering (half-open after a
+/// failover), the refreshes on it fail with 503 and the connection is replaced: the next
+/// refresh works, rather than queueing behind the dead one until TCP gives up.
+#[tokio::test]
+async fn a_dead_rotation_connection_is_replaced() {
+    let storage = crate::support::Storage::real().await;
+    let proxy = PgProxy::start(&crate::support::services().postgres).await;
+    let database = storage.database.as_ref().unwrap();
+    let name = database.url.rsplit('/').next().unwrap();
+    let through_proxy = format!("{}/{name}", proxy.url);
+    let env = [
+        ("DATABASE_URL", through_proxy.as_str()),
+        ("AUTH_DB_TIMEOUT", "1s"),
+    ];
+    let app = spawn_app_on(storage.clone(), &env).await;
+    let (_, token) = app.session("cut@example.com").await;
+    let res = app.refresh(&token).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let token = refresh_token_of(&res);
+
+    proxy.cut_open_connections();
+    let res = app.refresh(&token).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Its rotation never reached the server: the token is still current, and the next
+    // attempt goes out on a fresh connection.
+    let res = app.refresh(&token).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the refresh after a dead rotation connection"
+    );
+    let res = app.refresh(&refresh_token_of(&res)).await;
+    assert_eq!(res.status, StatusCode::OK);
+}
+
 both!(a_full_signing_pool_never_costs_a_successor);
 /// SPEC §6: a rotation that committed is always answered with its successor. With the
 /// signing pool full, a refresh is refused *before* it rotates — the presented token still

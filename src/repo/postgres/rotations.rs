@@ -159,26 +159,44 @@ async fn write_batches(store: PgStore, mut jobs: mpsc::Receiver<Job>) {
         }
         let (asked, replies): (Vec<Asked>, Vec<_>) =
             batch.into_iter().map(|job| (job.asked, job.reply)).unzip();
-        // In a task of its own, so that a bug panicking in one batch fails that batch
-        // (503) and the writer goes on with the next.
+        let asked: Arc<[Asked]> = asked.into();
+        // In a task of its own, so that a bug panicking in one batch fails that batch and
+        // the writer goes on with the next.
         let writing = {
-            let store = store.clone();
+            let (store, asked) = (store.clone(), Arc::clone(&asked));
             tokio::spawn(async move { write(&store, &asked).await })
         };
         let outcomes = match writing.await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!(error = %e, "a batch of refresh-token rotations failed");
-                replies
-                    .iter()
-                    .map(|_| Err(RepoError::Corrupt("the rotation writer failed")))
-                    .collect()
+                after_a_failed_writer(&store, &asked).await
             }
         };
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let _ = reply.send(outcome);
         }
     }
+}
+
+/// Outcomes for a batch whose writer failed: whether its statement committed is unknown,
+/// so the successors stored say which rotations did (answered as rotated); the others
+/// rotated nothing and fail (503).
+async fn after_a_failed_writer(
+    store: &PgStore,
+    batch: &[Asked],
+) -> Vec<Result<Rotation, RepoError>> {
+    let all: Vec<usize> = (0..batch.len()).collect();
+    let mut outcomes: Vec<Result<Rotation, RepoError>> = batch
+        .iter()
+        .map(|_| Err(RepoError::Corrupt("the rotation writer failed")))
+        .collect();
+    if let Ok(rotated) = stored_successors(store, batch, &all).await {
+        for (i, rotation) in rotated {
+            outcomes[i] = Ok(rotation);
+        }
+    }
+    outcomes
 }
 
 /// Writes a batch; one outcome per job, in the batch's order.
@@ -190,10 +208,10 @@ async fn write(store: &PgStore, batch: &[Asked]) -> Vec<Result<Rotation, RepoErr
         .collect();
     let mut outcomes: Vec<Option<Result<Rotation, RepoError>>> =
         batch.iter().map(|_| None).collect();
-    let rotated = match rotate_once_or_twice(store, batch, &written).await {
-        Ok(rotated) => rotated,
+    let (rotated, unsettled) = match rotate_once_or_twice(store, batch, &written).await {
+        Ok(rotated) => (rotated, None),
         Err(e) if is_ambiguous(&e) => match stored_successors(store, batch, &written).await {
-            Ok(rotated) => rotated,
+            Ok(rotated) => (rotated, Some(e)),
             Err(_) => return fail_all(batch, e),
         },
         // The database refused the statement: nothing of it committed.
@@ -201,6 +219,15 @@ async fn write(store: &PgStore, batch: &[Asked]) -> Vec<Result<Rotation, RepoErr
     };
     for (i, rotation) in rotated {
         outcomes[i] = Some(Ok(rotation));
+    }
+    if let Some(e) = unsettled {
+        // The statement failed before these rotations committed: they rotated nothing,
+        // and their tokens are as they were — a 503 to retry, not a refusal.
+        let cause = Arc::new(e);
+        return outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(RepoError::Batch(Arc::clone(&cause)))))
+            .collect();
     }
     // Every job not rotated: refused, with its token's state as it is now (after the
     // commit, so a second copy of a token sees the first one's rotation).

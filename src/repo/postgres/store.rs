@@ -68,6 +68,8 @@ const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(30);
 /// next ANALYZE — measured in the bench as every batch reading the whole table. Without
 /// sequential scans on this connection the plan is the index look-up at any size, and
 /// nothing is re-planned per batch.
+/// Every statement run on that connection inherits the setting: only look-ups by key
+/// belong there.
 const ROTATING_SETTINGS: &str = "-c enable_seqscan=off";
 
 /// The PostgreSQL store. Cheap to clone (the pools are shared).
@@ -185,13 +187,26 @@ impl PgStore {
             .await
     }
 
-    /// Runs `op` on the rotation writer's connection, within the deadline.
+    /// Runs `op` on the rotation writer's connection, within the deadline. After a timeout
+    /// or a broken connection that connection is closed: it may still be running the
+    /// statement (or be half-open), and every later batch, including the look-up that
+    /// settles the timed-out one, would queue behind it. The next call opens a fresh one.
     pub(super) async fn rotating<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
     where
         F: FnOnce(Object) -> Fut,
         Fut: Future<Output = Result<T, RepoError>> + 'a,
     {
-        self.run_on(&self.rotating, self.deadline, op).await
+        let result = self.run_on(&self.rotating, self.deadline, op).await;
+        let suspect = match &result {
+            Err(RepoError::Timeout(_)) => true,
+            Err(RepoError::Postgres(e)) => e.code().is_none(),
+            _ => false,
+        };
+        if suspect {
+            // The pool holds this one connection; it is back in the pool, idle, by now.
+            self.rotating.retain(|_, _| false);
+        }
+        result
     }
 
     /// Runs `op` on the connection that reads ended sessions, within the deadline.

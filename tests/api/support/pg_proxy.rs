@@ -1,6 +1,8 @@
 //! A PostgreSQL proxy that counts round trips: every `Sync` (the end of an extended-query
 //! exchange) and every simple `Query` a client sends is one trip to the server and back.
-//! For pinning how many statements a path costs without instrumenting authd.
+//! For pinning how many statements a path costs without instrumenting authd. It can also
+//! cut the connections open at a moment, as a failover leaves them half-open: they stay
+//! open and carry nothing more, while new connections work.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ pub struct PgProxy {
     /// A server URL without a database, like the one it stands in front of.
     pub url: String,
     round_trips: Arc<AtomicU64>,
+    /// Raised by each cut: a connection opened before it carries nothing more.
+    cuts: Arc<AtomicU64>,
 }
 
 impl PgProxy {
@@ -28,18 +32,33 @@ impl PgProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("postgres://{user}@{}", listener.local_addr().unwrap());
         let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&round_trips);
+        let cuts = Arc::new(AtomicU64::new(0));
+        let (counter, cut) = (Arc::clone(&round_trips), Arc::clone(&cuts));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (address, counter) = (address.clone(), Arc::clone(&counter));
+                let life = Life {
+                    cuts: Arc::clone(&cut),
+                    born: cut.load(Ordering::SeqCst),
+                };
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&address).await {
-                        relay(client, server, counter).await;
+                        relay(client, server, counter, life).await;
                     }
                 });
             }
         });
-        PgProxy { url, round_trips }
+        PgProxy {
+            url,
+            round_trips,
+            cuts,
+        }
+    }
+
+    /// From now on, the connections open now carry nothing in either direction, yet stay
+    /// open: what a client sees of a half-open connection.
+    pub fn cut_open_connections(&self) {
+        self.cuts.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Round trips sent through the proxy so far.
@@ -48,14 +67,41 @@ impl PgProxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>) {
+/// Whether a connection has been cut since it was opened.
+#[derive(Clone)]
+struct Life {
+    cuts: Arc<AtomicU64>,
+    born: u64,
+}
+
+impl Life {
+    /// Never returns once the connection is cut: the halves it holds stay open, silent.
+    async fn go_on(&self) {
+        if self.cuts.load(Ordering::SeqCst) != self.born {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>, life: Life) {
     // Messages are relayed as they come: Nagle would hold each back for a delayed ACK.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
+    let answers = life.clone();
     tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from_server.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            answers.go_on().await;
+            if to_client.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+        }
     });
     let mut startup = true;
     loop {
@@ -85,6 +131,7 @@ async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>
         } else {
             [&kind[..], &length[..], &rest].concat()
         };
+        life.go_on().await;
         if to_server.write_all(&frame).await.is_err() {
             return;
         }
