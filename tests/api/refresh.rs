@@ -135,9 +135,7 @@ async fn a_refresh_chain_keeps_working(backend: Backend) {
 async fn a_successful_refresh_is_one_round_trip_to_postgres() {
     let storage = crate::support::Storage::real().await;
     let proxy = PgProxy::start(&crate::support::services().postgres).await;
-    let database = storage.database.as_ref().unwrap();
-    let name = database.url.rsplit('/').next().unwrap();
-    let through_proxy = format!("{}/{name}", proxy.url);
+    let through_proxy = proxy.in_front_of(&storage.database.as_ref().unwrap().url);
     let app = spawn_app_on(storage.clone(), &[("DATABASE_URL", &through_proxy)]).await;
     let (_, mut token) = app.session("counted@example.com").await;
     // Warm up every pooled connection's prepared statements.
@@ -174,9 +172,7 @@ async fn a_successful_refresh_is_one_round_trip_to_postgres() {
 async fn a_dead_rotation_connection_is_replaced() {
     let storage = crate::support::Storage::real().await;
     let proxy = PgProxy::start(&crate::support::services().postgres).await;
-    let database = storage.database.as_ref().unwrap();
-    let name = database.url.rsplit('/').next().unwrap();
-    let through_proxy = format!("{}/{name}", proxy.url);
+    let through_proxy = proxy.in_front_of(&storage.database.as_ref().unwrap().url);
     let env = [
         ("DATABASE_URL", through_proxy.as_str()),
         ("AUTH_DB_TIMEOUT", "1s"),

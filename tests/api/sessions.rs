@@ -551,9 +551,7 @@ async fn an_ended_session_stays_ended_across_a_crash() {
 async fn authz_makes_no_database_round_trip() {
     let storage = Storage::real().await;
     let proxy = PgProxy::start(&crate::support::services().postgres).await;
-    let database = storage.database.as_ref().unwrap();
-    let name = database.url.rsplit('/').next().unwrap();
-    let through_proxy = format!("{}/{name}", proxy.url);
+    let through_proxy = proxy.in_front_of(&storage.database.as_ref().unwrap().url);
     let app = spawn_app_on(storage.clone(), &[("DATABASE_URL", &through_proxy)]).await;
     let (access, _) = app.session("counted-authz@example.com").await;
     assert_eq!(authz(&app, &access).await, StatusCode::OK);

@@ -291,21 +291,20 @@ async fn rotate_once_or_twice(
     }
 }
 
+/// The hashes `of` the jobs at `positions`, as a statement's `bytea[]` parameter.
+fn hashes<'a>(positions: &[usize], of: impl Fn(usize) -> &'a [u8; 32]) -> Vec<&'a [u8]> {
+    positions.iter().map(|&i| &of(i)[..]).collect()
+}
+
 /// One statement rotating the jobs `written`: which of them it rotated.
 async fn rotate(
     store: &PgStore,
     batch: &[Asked],
     written: &[usize],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
-    let presented: Vec<&[u8]> = written
-        .iter()
-        .map(|&i| &batch[i].presented.as_bytes()[..])
-        .collect();
+    let presented = hashes(written, |i| batch[i].presented.as_bytes());
     let nows: Vec<SystemTime> = written.iter().map(|&i| batch[i].now).collect();
-    let successors: Vec<&[u8]> = written
-        .iter()
-        .map(|&i| &batch[i].successor.hash.as_bytes()[..])
-        .collect();
+    let successors = hashes(written, |i| batch[i].successor.hash.as_bytes());
     let expiries: Vec<SystemTime> = written
         .iter()
         .map(|&i| batch[i].successor.expires_at)
@@ -339,10 +338,7 @@ async fn stored_successors(
     batch: &[Asked],
     written: &[usize],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
-    let successors: Vec<&[u8]> = written
-        .iter()
-        .map(|&i| &batch[i].successor.hash.as_bytes()[..])
-        .collect();
+    let successors = hashes(written, |i| batch[i].successor.hash.as_bytes());
     store
         .rotating(|client| async move {
             let stmt = client.prepare_cached(STORED_SUCCESSORS).await?;
@@ -371,10 +367,7 @@ async fn states(
     batch: &[Asked],
     refused: &[usize],
 ) -> Result<HashMap<TokenHash<Refresh>, Option<TokenState>>, RepoError> {
-    let presented: Vec<&[u8]> = refused
-        .iter()
-        .map(|&i| &batch[i].presented.as_bytes()[..])
-        .collect();
+    let presented = hashes(refused, |i| batch[i].presented.as_bytes());
     let mut found: HashMap<TokenHash<Refresh>, Option<TokenState>> = refused
         .iter()
         .map(|&i| (batch[i].presented, None))

@@ -55,6 +55,12 @@ impl PgProxy {
         }
     }
 
+    /// `database_url` (a URL on the proxied server) as reached through the proxy.
+    pub fn in_front_of(&self, database_url: &str) -> String {
+        let name = database_url.rsplit('/').next().unwrap_or_default();
+        format!("{}/{name}", self.url)
+    }
+
     /// From now on, the connections open now carry nothing in either direction, yet stay
     /// open: what a client sees of a half-open connection.
     pub fn cut_open_connections(&self) {
