@@ -221,8 +221,8 @@ async fn write(store: &PgStore, batch: &[Asked]) -> Vec<Result<Rotation, RepoErr
         outcomes[i] = Some(Ok(rotation));
     }
     if let Some(e) = unsettled {
-        // The statement failed before these rotations committed: they rotated nothing,
-        // and their tokens are as they were — a 503 to retry, not a refusal.
+        // No successor of theirs is stored, so these rotated nothing and their tokens are
+        // as they were: a 503 to retry, not a refusal (which would call a good token bad).
         let cause = Arc::new(e);
         return outcomes
             .into_iter()
