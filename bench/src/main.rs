@@ -264,7 +264,11 @@ async fn core_scenarios(
                 rows.push(row(
                     "refresh",
                     stats,
-                    Some(("RS256 signatures", ceilings.rs256_per_sec, 0.6)),
+                    Some((
+                        "RS256 signatures",
+                        ceilings.rs256_per_sec,
+                        refresh_target(&o),
+                    )),
                 ));
             }
             "isolation" => {
@@ -304,6 +308,17 @@ async fn core_scenarios(
     }
     authd.stop().await;
     Ok(rows)
+}
+
+/// The refresh scenario's target, as a share of the RS256 ceiling (issue 15): on the
+/// embedded default the machine's RSA capacity is nearly all there is to spend; with
+/// PostgreSQL and Redis on the same cores, their share of each rotation comes off it.
+fn refresh_target(o: &Options) -> f64 {
+    if o.memory {
+        0.90
+    } else {
+        0.75
+    }
 }
 
 fn main() -> std::process::ExitCode {

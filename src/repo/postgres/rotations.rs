@@ -1,7 +1,8 @@
 //! Refresh-token rotations on PostgreSQL, combined: rotations that arrive within
 //! [`LINGER`] of each other go together — one statement and one commit for many
-//! refreshes. Each refresh waits at most that long for company; under load, PostgreSQL's
-//! per-statement and per-commit work is shared.
+//! refreshes. Under load, PostgreSQL's per-statement and per-commit work is shared, and
+//! each refresh waits at most that long for company; a rotation that arrives when none
+//! came with the last one is written at once (see [`Company`]).
 //!
 //! Every guarantee of a lone rotation holds per token:
 //! - a batch is one statement: its rotations all commit, or none does;
@@ -129,21 +130,54 @@ impl Rotations {
     }
 }
 
-/// Takes the first queued rotation and whatever arrives within [`LINGER`] after it (at
-/// most [`MAX_BATCH`]) and writes them, for as long as the queue lives.
+/// Whether the writer waits for company: only when the last batch had some. A lone
+/// refresh on a quiet replica is written at once instead of paying [`LINGER`] (and the
+/// timer's millisecond granularity) for company that is not coming; under load, batches
+/// keep lingering. Rotations that queue while a batch is written join the next one
+/// either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Company {
+    last_batch_had_some: bool,
+}
+
+impl Company {
+    fn worth_waiting_for(self) -> bool {
+        self.last_batch_had_some
+    }
+
+    fn after(batch_len: usize) -> Company {
+        Company {
+            last_batch_had_some: batch_len > 1,
+        }
+    }
+}
+
+/// Takes the first queued rotation, those queued behind it, and — when [`Company`] says
+/// so — whatever arrives within [`LINGER`] after it (at most [`MAX_BATCH`] in all), and
+/// writes them, for as long as the queue lives.
 async fn write_batches(store: PgStore, mut jobs: mpsc::Receiver<Job>) {
+    let mut company = Company::default();
     loop {
         let Some(first) = jobs.recv().await else {
             return;
         };
         let mut batch = vec![first];
-        let until = Instant::now() + LINGER;
         while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(until, jobs.recv()).await {
-                Ok(Some(job)) => batch.push(job),
-                _ => break,
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
+        if company.worth_waiting_for() {
+            let until = Instant::now() + LINGER;
+            while batch.len() < MAX_BATCH {
+                match tokio::time::timeout_at(until, jobs.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    _ => break,
+                }
+            }
+        }
+        company = Company::after(batch.len());
         // Not written: callers that gave up, and jobs whose time is up (their callers
         // get a 503 with the token unchanged).
         let now = Instant::now();
@@ -400,10 +434,24 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{PgStore, ROTATE_ALL, STATES, STORED_SUCCESSORS};
+    use super::{Company, PgStore, MAX_BATCH, ROTATE_ALL, STATES, STORED_SUCCESSORS};
     use crate::metrics::Metrics;
     use crate::repo::postgres::{migrate, DatabaseUrl};
     use crate::repo::RepoError;
+
+    #[test]
+    fn the_writer_waits_for_company_only_after_a_batch_that_had_some() {
+        assert!(
+            !Company::default().worth_waiting_for(),
+            "the first rotation on a quiet replica is written at once"
+        );
+        assert!(!Company::after(1).worth_waiting_for(), "a lone rotation");
+        assert!(Company::after(2).worth_waiting_for(), "two came together");
+        assert!(
+            Company::after(MAX_BATCH).worth_waiting_for(),
+            "a full batch"
+        );
+    }
 
     /// The plan the writer's connection settles on for `sql` once it stops re-planning
     /// (PostgreSQL's generic plan, forced here rather than waited for).
