@@ -1,8 +1,8 @@
-//! Refresh-token rotations on PostgreSQL, combined: rotations that arrive within
-//! [`LINGER`] of each other go together — one statement and one commit for many
-//! refreshes. Under load, PostgreSQL's per-statement and per-commit work is shared, and
-//! each refresh waits at most that long for company; a rotation that arrives when none
-//! came with the last one is written at once (see [`Company`]).
+//! Refresh-token rotations on PostgreSQL, combined: rotations that arrive together go
+//! together — one statement and one commit for many refreshes. Under load, PostgreSQL's
+//! per-statement and per-commit work is shared, and a batch waits about [`LINGER`] for
+//! company; a rotation that arrives when the last batch had none is written at once
+//! (see [`Company`]).
 //!
 //! Every guarantee of a lone rotation holds per token:
 //! - a batch is one statement: its rotations all commit, or none does;
@@ -25,8 +25,9 @@ use super::PgStore;
 use crate::domain::{Refresh, SessionId, TokenHash, TokenState, UserId};
 use crate::repo::{NewRefreshToken, RepoError, Rotation};
 
-/// How long a batch waits for company after its first rotation arrived: the bound on
-/// what combining adds to a refresh's latency.
+/// How long a batch waits for company, when it waits (rounded up to the timer's
+/// millisecond, so 1–2 ms): with the write before it, what combining adds to a
+/// refresh's latency.
 const LINGER: Duration = Duration::from_millis(1);
 /// Rotations in one batch at most.
 const MAX_BATCH: usize = 64;
@@ -130,11 +131,11 @@ impl Rotations {
     }
 }
 
-/// Whether the writer waits for company: only when the last batch had some. A lone
-/// refresh on a quiet replica is written at once instead of paying [`LINGER`] (and the
-/// timer's millisecond granularity) for company that is not coming; under load, batches
-/// keep lingering. Rotations that queue while a batch is written join the next one
-/// either way.
+/// Whether the writer waits for company: only when the last batch had some (counted as
+/// taken, before late and abandoned jobs are dropped: how many came). A lone refresh on a
+/// quiet replica is written at once instead of paying [`LINGER`] for company that is not
+/// coming; under load, batches keep lingering. Rotations that queue while a batch is
+/// written join the next one either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Company {
     last_batch_had_some: bool,
@@ -152,32 +153,43 @@ impl Company {
     }
 }
 
-/// Takes the first queued rotation, those queued behind it, and — when [`Company`] says
-/// so — whatever arrives within [`LINGER`] after it (at most [`MAX_BATCH`] in all), and
-/// writes them, for as long as the queue lives.
+/// The next batch: the first queued job, those queued behind it, and — when `company`
+/// says so — whatever arrives within [`LINGER`] after that, at most [`MAX_BATCH`] in all;
+/// with what this batch says about the next. `None` once the queue is closed and empty.
+async fn take_batch<T>(
+    jobs: &mut mpsc::Receiver<T>,
+    company: Company,
+) -> Option<(Vec<T>, Company)> {
+    let first = jobs.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            // Empty, or closed: what is taken is written either way.
+            Err(_) => break,
+        }
+    }
+    if company.worth_waiting_for() {
+        let until = Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH {
+            match tokio::time::timeout_at(until, jobs.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                _ => break,
+            }
+        }
+    }
+    let next = Company::after(batch.len());
+    Some((batch, next))
+}
+
+/// Writes batches ([`take_batch`]) for as long as the queue lives.
 async fn write_batches(store: PgStore, mut jobs: mpsc::Receiver<Job>) {
     let mut company = Company::default();
     loop {
-        let Some(first) = jobs.recv().await else {
+        let Some((batch, next)) = take_batch(&mut jobs, company).await else {
             return;
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        if company.worth_waiting_for() {
-            let until = Instant::now() + LINGER;
-            while batch.len() < MAX_BATCH {
-                match tokio::time::timeout_at(until, jobs.recv()).await {
-                    Ok(Some(job)) => batch.push(job),
-                    _ => break,
-                }
-            }
-        }
-        company = Company::after(batch.len());
+        company = next;
         // Not written: callers that gave up, and jobs whose time is up (their callers
         // get a 503 with the token unchanged).
         let now = Instant::now();
@@ -434,23 +446,110 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{Company, PgStore, MAX_BATCH, ROTATE_ALL, STATES, STORED_SUCCESSORS};
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    use super::{
+        take_batch, Company, PgStore, LINGER, MAX_BATCH, QUEUE, ROTATE_ALL, STATES,
+        STORED_SUCCESSORS,
+    };
     use crate::metrics::Metrics;
     use crate::repo::postgres::{migrate, DatabaseUrl};
     use crate::repo::RepoError;
 
-    #[test]
-    fn the_writer_waits_for_company_only_after_a_batch_that_had_some() {
-        assert!(
-            !Company::default().worth_waiting_for(),
-            "the first rotation on a quiet replica is written at once"
+    /// `n` jobs queued on a channel whose sender stays open (as the writer's does).
+    fn queued(n: usize) -> (mpsc::Sender<usize>, mpsc::Receiver<usize>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        for i in 0..n {
+            tx.try_send(i).expect("room in the queue");
+        }
+        (tx, rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_without_company_takes_what_is_queued_and_waits_for_nothing() {
+        let (tx, mut rx) = queued(3);
+        let started = Instant::now();
+        let (batch, next) = take_batch(&mut rx, Company::default())
+            .await
+            .expect("a batch");
+        assert_eq!(batch, vec![0, 1, 2]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "no linger on a quiet writer"
         );
-        assert!(!Company::after(1).worth_waiting_for(), "a lone rotation");
-        assert!(Company::after(2).worth_waiting_for(), "two came together");
+        assert!(next.worth_waiting_for(), "three came together");
+
+        let arrives = LINGER * 5;
+        send_later(&tx, 3, arrives);
+        let started = Instant::now();
+        let (batch, next) = take_batch(&mut rx, Company::after(1))
+            .await
+            .expect("a batch");
+        assert_eq!(batch, vec![3]);
         assert!(
-            Company::after(MAX_BATCH).worth_waiting_for(),
-            "a full batch"
+            started.elapsed() < arrives + LINGER,
+            "written as soon as it came, not a linger later: {:?}",
+            started.elapsed()
         );
+        assert!(!next.worth_waiting_for(), "it came alone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_batch_with_company_the_writer_waits_for_more() {
+        let (tx, mut rx) = queued(1);
+        // Arrives once the writer has taken what was queued: only a linger catches it.
+        send_later(&tx, 1, Duration::ZERO);
+        send_later(&tx, 2, LINGER * 3);
+        let started = Instant::now();
+        let (batch, next) = take_batch(&mut rx, Company::after(2))
+            .await
+            .expect("a batch");
+        assert_eq!(
+            batch,
+            vec![0, 1],
+            "what came within the linger joins, not what came after"
+        );
+        assert!(started.elapsed() >= LINGER && started.elapsed() < LINGER * 3);
+        assert!(next.worth_waiting_for());
+        let (batch, _) = take_batch(&mut rx, next).await.expect("the late one");
+        assert_eq!(batch, vec![2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_holds_at_most_max_batch_and_the_rest_waits_its_turn() {
+        let (_tx, mut rx) = queued(MAX_BATCH + 36);
+        let (batch, _) = take_batch(&mut rx, Company::after(2))
+            .await
+            .expect("a batch");
+        assert_eq!(batch, (0..MAX_BATCH).collect::<Vec<_>>());
+        let (batch, _) = take_batch(&mut rx, Company::default())
+            .await
+            .expect("the rest");
+        assert_eq!(batch, (MAX_BATCH..MAX_BATCH + 36).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_queue_yields_what_it_held_then_ends_the_writer() {
+        let (tx, mut rx) = queued(2);
+        drop(tx);
+        let started = Instant::now();
+        let (batch, _) = take_batch(&mut rx, Company::after(2))
+            .await
+            .expect("what was queued");
+        assert_eq!(batch, vec![0, 1]);
+        assert_eq!(started.elapsed(), Duration::ZERO, "nothing more can come");
+        assert!(take_batch(&mut rx, Company::after(2)).await.is_none());
+    }
+
+    /// Sends `job` on `tx` after `delay` (on the test's paused clock).
+    fn send_later(tx: &mpsc::Sender<usize>, job: usize, delay: Duration) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(job).await;
+        });
     }
 
     /// The plan the writer's connection settles on for `sql` once it stops re-planning
