@@ -9,8 +9,9 @@ binary=${1:-target/release/authd}
 shift || true
 duration=12
 out=$(mktemp)
+err=$(mktemp)
 target/release/authd-bench --cost 10 --scenarios refresh --duration "$duration" \
-    --authd "$binary" "$@" >"$out" 2>/dev/null &
+    --authd "$binary" "$@" >"$out" 2>"$err" &
 bench=$!
 hz=$(getconf CLK_TCK)
 # utime+stime of the processes whose comm matches $1, in ticks.
@@ -28,12 +29,13 @@ switches() { local s=0; for p in $(pids authd); do
     for f in /proc/$p/task/*/status; do
         s=$((s + $(awk '/ctxt_switches/{n+=$2} END{print n+0}' "$f" 2>/dev/null || echo 0)))
     done; done; echo $s; }
-# Wait for the scenario: the ceilings take a few seconds, then users are seeded.
-sleep_until_refresh() { for _ in $(seq 1 600); do
-    if [ -n "$(pids authd)" ] && ss -tn state established 2>/dev/null | grep -c . | awk '$1>40{f=1} END{exit !f}'; then return; fi
+# Wait for the scenario: the ceilings take a few seconds, then users are seeded; the bench
+# prints "[refresh]" progress once a second while the scenario runs.
+sleep_until_refresh() { for _ in $(seq 1 900); do
+    if grep -q '\[refresh\]' "$err" 2>/dev/null; then return; fi
     sleep 0.1; done; }
 sleep_until_refresh
-sleep 3
+sleep 2
 read -r _ su0 sn0 ss0 si0 sw0 sq0 ssq0 st0 _ < /proc/stat
 k0=$(rsa_ticks); a0=$(ticks authd); p0=$(ticks postgres); r0=$(ticks redis-server); g0=$(ticks authd-bench); s0=$(switches)
 t0=$(date +%s.%N)
@@ -53,4 +55,4 @@ awk -v idle=$((si1-si0+sw1-sw0)) -v softirq=$((sq1-sq0+ssq1-ssq0)) -v steal=$((s
     printf "share of the %d cores: signing %.2f, authd other %.2f, postgres %.2f, generator %.2f, the rest %.2f (of which idle %.2f, interrupts %.2f, stolen by the hypervisor %.2f); CPU per refresh outside signing %.0f us\n",
         cores, k/hz/secs/cores, (a-k)/hz/secs/cores, p/hz/secs/cores, g/hz/secs/cores, 1-(a+p+r+g)/hz/secs/cores,
         idle/hz/secs/cores, softirq/hz/secs/cores, steal/hz/secs/cores, (a-k+p+r+g)/hz/n*1e6 }'
-rm -f "$out"
+rm -f "$out" "$err"
