@@ -198,6 +198,42 @@ async fn a_dead_rotation_connection_is_replaced() {
     assert_eq!(res.status, StatusCode::OK);
 }
 
+/// SPEC §6: no 503 after a commit. A rotation whose answer does not come in time (a
+/// congested network, a stalled server) is answered 503 only once it can no longer
+/// commit: its statement, delivered to the server after the 503, changes nothing, and the
+/// token the 503 answered still works — its retry is not taken for a replay.
+#[tokio::test]
+async fn a_rotation_delivered_after_its_503_changes_nothing() {
+    let storage = crate::support::Storage::real().await;
+    let proxy = PgProxy::start(&crate::support::services().postgres).await;
+    let through_proxy = proxy.in_front_of(&storage.database.as_ref().unwrap().url);
+    let env = [
+        ("DATABASE_URL", through_proxy.as_str()),
+        ("AUTH_DB_TIMEOUT", "1s"),
+    ];
+    let app = spawn_app_on(storage.clone(), &env).await;
+    let (_, token) = app.session("late@example.com").await;
+    let res = app.refresh(&token).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let token = refresh_token_of(&res);
+
+    proxy.hold_open_connections();
+    let res = app.refresh(&token).await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    // What the hold kept back reaches the server now: had the session it was sent on
+    // lived, the rotation would commit here, after its 503.
+    proxy.release();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let res = app.refresh(&token).await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "the token a 503 answered is still current"
+    );
+    let res = app.refresh(&refresh_token_of(&res)).await;
+    assert_eq!(res.status, StatusCode::OK, "and its session lives");
+}
+
 both!(a_full_signing_pool_never_costs_a_successor);
 /// SPEC §6: a rotation that committed is always answered with its successor. With the
 /// signing pool full, a refresh is refused *before* it rotates — the presented token still

@@ -10,7 +10,9 @@
 //!   with the state they find after the commit — as if they had come one after the other;
 //! - a rotation that committed is answered as rotated, never with a failure: the caller
 //!   stops waiting only before its job is written, and a write whose outcome is unknown
-//!   (a timeout, a lost connection) is resolved by looking for the successors it stored.
+//!   (a timeout, a lost connection) is settled by ending the server session it was sent
+//!   on — so it can neither still be running nor commit later — and then looking for the
+//!   successors it stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,6 +71,15 @@ const STORED_SUCCESSORS: &str = "
     SELECT t.token_hash, t.family_id, f.user_id
     FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
     WHERE t.token_hash = ANY($1)";
+
+/// Ends the writer's server sessions other than the one running it, and counts those
+/// still there (ending, or not yet signalled).
+const END_EARLIER_WRITERS: &str = "
+    SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+    WHERE application_name = $1 AND pid <> pg_backend_pid()";
+
+/// How soon to look again for an earlier writer session that is ending.
+const ENDING_POLL: Duration = Duration::from_millis(5);
 
 /// One rotation asked for, and where its outcome goes.
 struct Job {
@@ -237,7 +248,7 @@ async fn after_a_failed_writer(
         .iter()
         .map(|_| Err(RepoError::Corrupt("the rotation writer failed")))
         .collect();
-    if let Ok(rotated) = stored_successors(store, batch, &all).await {
+    if let Ok(rotated) = settled_successors(store, batch, &all).await {
         for (i, rotation) in rotated {
             outcomes[i] = Ok(rotation);
         }
@@ -256,7 +267,7 @@ async fn write(store: &PgStore, batch: &[Asked]) -> Vec<Result<Rotation, RepoErr
         batch.iter().map(|_| None).collect();
     let (rotated, unsettled) = match rotate_once_or_twice(store, batch, &written).await {
         Ok(rotated) => (rotated, None),
-        Err(e) if is_ambiguous(&e) => match stored_successors(store, batch, &written).await {
+        Err(e) if is_ambiguous(&e) => match settled_successors(store, batch, &written).await {
             Ok(rotated) => (rotated, Some(e)),
             Err(_) => return fail_all(batch, e),
         },
@@ -377,8 +388,39 @@ async fn rotate(
         .await
 }
 
-/// After a write whose outcome is unknown: the jobs whose successor is stored (so their
-/// rotation committed), as rotated.
+/// After a write whose outcome is unknown: the jobs whose rotation committed, as rotated.
+/// The session the write went out on is ended first. Until then its statement may still
+/// be on its way, running, or committing (a commit is not bounded by
+/// `statement_timeout`), and a look-up would miss a rotation that commits after it: a 503
+/// for a rotated token, whose retry would then read as a replay.
+async fn settled_successors(
+    store: &PgStore,
+    batch: &[Asked],
+    written: &[usize],
+) -> Result<Vec<(usize, Rotation)>, RepoError> {
+    end_earlier_writers(store).await?;
+    stored_successors(store, batch, written).await
+}
+
+/// Ends the writer's earlier server sessions and waits, within the deadline, until they
+/// are gone.
+async fn end_earlier_writers(store: &PgStore) -> Result<(), RepoError> {
+    let name = store.writer_name();
+    store
+        .rotating(|client| async move {
+            let stmt = client.prepare_cached(END_EARLIER_WRITERS).await?;
+            loop {
+                let left: i64 = client.query_one(&stmt, &[&name]).await?.try_get(0)?;
+                if left == 0 {
+                    return Ok(());
+                }
+                tokio::time::sleep(ENDING_POLL).await;
+            }
+        })
+        .await
+}
+
+/// The jobs whose successor is stored (so their rotation committed), as rotated.
 async fn stored_successors(
     store: &PgStore,
     batch: &[Asked],

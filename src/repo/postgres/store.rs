@@ -72,7 +72,8 @@ const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(30);
 ///   next ANALYZE — measured in the bench as every batch reading the whole table. Without
 ///   sequential scans the plan is the index look-up at any size.
 ///
-/// Every statement run on that connection inherits both: only look-ups by key belong there.
+/// Every statement run on that connection inherits both: only look-ups by key belong there
+/// (and the writer's look-up of its own sessions, a few rows of `pg_stat_activity`).
 const ROTATING_SETTINGS: &str = "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
 
 /// The PostgreSQL store. Cheap to clone (the pools are shared).
@@ -91,6 +92,8 @@ pub struct PgStore {
     /// never wait for a pooled connection behind other requests, and the writer's
     /// statements are planned as index look-ups whatever the tables' statistics say.
     rotating: Pool,
+    /// The `application_name` of `rotating`'s sessions.
+    writer_name: Arc<str>,
     /// Bound on one whole operation: pool wait, statements, commit.
     deadline: Duration,
     metrics: Arc<Metrics>,
@@ -102,16 +105,21 @@ pub struct PgStore {
 /// A pool whose server gives up on a statement, or a lock wait, when authd would: an
 /// operation that timed out here must not leave its query running and its locks held.
 /// `settings` are more server settings for its sessions (`-c name=value …`).
+/// `name`, when given, replaces the URL's `application_name` for these sessions.
 fn pool(
     url: &DatabaseUrl,
     size: usize,
     deadline: Duration,
     settings: &str,
+    name: Option<&str>,
 ) -> Result<Pool, deadpool_postgres::BuildError> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
     let mut config = url.pg_config().clone();
+    if let Some(name) = name {
+        config.application_name(name);
+    }
     let ms = deadline.as_millis();
     let limits = format!("-c statement_timeout={ms} -c lock_timeout={ms} {settings}");
     let limits = limits.trim_end();
@@ -146,11 +154,14 @@ impl PgStore {
         deadline: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<PgStore, deadpool_postgres::BuildError> {
+        let writer_name: Arc<str> =
+            format!("authd-writer-{}", uuid::Uuid::new_v4().simple()).into();
         let store = PgStore {
-            pool: pool(url, size, deadline, "")?,
-            maintenance: pool(url, 1, MAINTENANCE_DEADLINE, "")?,
-            watching: pool(url, 1, deadline, "")?,
-            rotating: pool(url, 1, deadline, ROTATING_SETTINGS)?,
+            pool: pool(url, size, deadline, "", None)?,
+            maintenance: pool(url, 1, MAINTENANCE_DEADLINE, "", None)?,
+            watching: pool(url, 1, deadline, "", None)?,
+            rotating: pool(url, 1, deadline, ROTATING_SETTINGS, Some(&writer_name))?,
+            writer_name,
             deadline,
             metrics,
             rotations: Arc::new(std::sync::OnceLock::new()),
@@ -190,10 +201,17 @@ impl PgStore {
             .await
     }
 
+    /// The `application_name` of the rotation writer's sessions, unique to this store: what
+    /// finds them on the server when one must be ended.
+    pub(super) fn writer_name(&self) -> &str {
+        &self.writer_name
+    }
+
     /// Runs `op` on the rotation writer's connection, within the deadline. After a timeout
     /// or a broken connection that connection is closed: it may still be running the
     /// statement (or be half-open), and every later batch, including the look-up that
-    /// settles the timed-out one, would queue behind it. The next call opens a fresh one.
+    /// settles the timed-out one, would queue behind it. The next call opens a fresh one
+    /// (and the writer ends the old one's server session before it looks anything up).
     pub(super) async fn rotating<'a, T, F, Fut>(&'a self, op: F) -> Result<T, RepoError>
     where
         F: FnOnce(Object) -> Fut,

@@ -2,13 +2,15 @@
 //! exchange) and every simple `Query` a client sends is one trip to the server and back.
 //! For pinning how many statements a path costs without instrumenting authd. It can also
 //! cut the connections open at a moment, as a failover leaves them half-open: they stay
-//! open and carry nothing more, while new connections work.
+//! open and carry nothing more, while new connections work. Or hold them: they carry
+//! nothing until released, then deliver what was held, as a congested network does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// The request codes of the untyped messages a session may start with (SSL, GSSAPI).
 const NEGOTIATION_CODES: [u32; 2] = [80_877_103, 80_877_104];
@@ -19,6 +21,10 @@ pub struct PgProxy {
     round_trips: Arc<AtomicU64>,
     /// Raised by each cut: a connection opened before it carries nothing more.
     cuts: Arc<AtomicU64>,
+    /// Raised by each hold: the connections opened before it wait while it lasts.
+    holds: Arc<AtomicU64>,
+    /// The hold in force (its number), 0 when none.
+    held: Arc<watch::Sender<u64>>,
 }
 
 impl PgProxy {
@@ -33,13 +39,18 @@ impl PgProxy {
         let url = format!("postgres://{user}@{}", listener.local_addr().unwrap());
         let round_trips = Arc::new(AtomicU64::new(0));
         let cuts = Arc::new(AtomicU64::new(0));
+        let holds = Arc::new(AtomicU64::new(0));
+        let held = Arc::new(watch::Sender::new(0));
         let (counter, cut) = (Arc::clone(&round_trips), Arc::clone(&cuts));
+        let (hold, in_force) = (Arc::clone(&holds), Arc::clone(&held));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (address, counter) = (address.clone(), Arc::clone(&counter));
                 let life = Life {
                     cuts: Arc::clone(&cut),
                     born: cut.load(Ordering::SeqCst),
+                    held: in_force.subscribe(),
+                    born_holds: hold.load(Ordering::SeqCst),
                 };
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&address).await {
@@ -52,6 +63,8 @@ impl PgProxy {
             url,
             round_trips,
             cuts,
+            holds,
+            held,
         }
     }
 
@@ -67,35 +80,56 @@ impl PgProxy {
         self.cuts.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// From now on until [`PgProxy::release`], the connections open now carry nothing in
+    /// either direction; what is sent meanwhile waits, and is delivered on release.
+    pub fn hold_open_connections(&self) {
+        let hold = self.holds.fetch_add(1, Ordering::SeqCst) + 1;
+        self.held.send_replace(hold);
+    }
+
+    /// Ends the hold: what it held back is delivered, in order.
+    pub fn release(&self) {
+        self.held.send_replace(0);
+    }
+
     /// Round trips sent through the proxy so far.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::SeqCst)
     }
 }
 
-/// Whether a connection has been cut since it was opened.
+/// Whether a connection has been cut, or is held, since it was opened.
 #[derive(Clone)]
 struct Life {
     cuts: Arc<AtomicU64>,
     born: u64,
+    held: watch::Receiver<u64>,
+    born_holds: u64,
 }
 
 impl Life {
     /// Never returns once the connection is cut: the halves it holds stay open, silent.
-    async fn go_on(&self) {
+    /// While a hold made after the connection opened is in force, waits for its release.
+    async fn go_on(&mut self) {
         if self.cuts.load(Ordering::SeqCst) != self.born {
             std::future::pending::<()>().await;
+        }
+        loop {
+            let hold = *self.held.borrow_and_update();
+            if hold == 0 || hold <= self.born_holds || self.held.changed().await.is_err() {
+                return;
+            }
         }
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>, life: Life) {
+async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>, mut life: Life) {
     // Messages are relayed as they come: Nagle would hold each back for a delayed ACK.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
-    let answers = life.clone();
+    let mut answers = life.clone();
     tokio::spawn(async move {
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
