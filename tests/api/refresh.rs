@@ -221,9 +221,10 @@ async fn a_rotation_delivered_after_its_503_changes_nothing() {
     let res = app.refresh(&token).await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     // What the hold kept back reaches the server now: had the session it was sent on
-    // lived, the rotation would commit here, after its 503.
-    proxy.release();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // lived, the rotation would commit here, after its 503 (within milliseconds; the
+    // pause leaves it far more).
+    proxy.release().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let res = app.refresh(&token).await;
     assert_eq!(
         res.status,

@@ -11,13 +11,14 @@
 //! - a rotation that committed is answered as rotated, never with a failure: the caller
 //!   stops waiting only before its job is written, and a write whose outcome is unknown
 //!   (a timeout, a lost connection) is settled by ending the server session it was sent
-//!   on — so it can neither still be running nor commit later — and then looking for the
-//!   successors it stored.
+//!   on — once that session is gone, the write can neither still be running nor commit
+//!   later — and then looking for the successors it stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use deadpool_postgres::Object;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
@@ -73,10 +74,13 @@ const STORED_SUCCESSORS: &str = "
     WHERE t.token_hash = ANY($1)";
 
 /// Ends the writer's server sessions other than the one running it, and counts those
-/// still there (ending, or not yet signalled).
+/// still there (ending, or not yet signalled). Only client sessions of authd's own role:
+/// any role can see, and could copy, an `application_name`, and ending another role's
+/// session is refused.
 const END_EARLIER_WRITERS: &str = "
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-    WHERE application_name = $1 AND pid <> pg_backend_pid()";
+    WHERE application_name = $1 AND pid <> pg_backend_pid()
+      AND usename = session_user AND backend_type = 'client backend'";
 
 /// How soon to look again for an earlier writer session that is ending.
 const ENDING_POLL: Duration = Duration::from_millis(5);
@@ -113,8 +117,9 @@ impl Rotations {
 
     /// Rotates `presented` into `successor` in the next batch. Waits at most `deadline`
     /// for the job to be taken into a batch; once it is, waits for the outcome, however
-    /// long the write takes (it is bounded by the store's own deadline), so that a
-    /// committed rotation is never answered with a failure.
+    /// long the write takes (the statement, then, if its outcome is unknown, settling it:
+    /// the store's deadline each, so twice that at most), so that a committed rotation is
+    /// never answered with a failure.
     pub(super) async fn rotate(
         &self,
         presented: &TokenHash<Refresh>,
@@ -392,61 +397,70 @@ async fn rotate(
 /// The session the write went out on is ended first. Until then its statement may still
 /// be on its way, running, or committing (a commit is not bounded by
 /// `statement_timeout`), and a look-up would miss a rotation that commits after it: a 503
-/// for a rotated token, whose retry would then read as a replay.
+/// for a rotated token, whose retry would then read as a replay. If the session cannot be
+/// confirmed gone, the look-up still runs, as the best answer there is. Both share one
+/// deadline, on one connection.
 async fn settled_successors(
     store: &PgStore,
     batch: &[Asked],
     written: &[usize],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
-    end_earlier_writers(store).await?;
-    stored_successors(store, batch, written).await
-}
-
-/// Ends the writer's earlier server sessions and waits, within the deadline, until they
-/// are gone.
-async fn end_earlier_writers(store: &PgStore) -> Result<(), RepoError> {
     let name = store.writer_name();
+    let deadline = store.deadline();
+    let successors = hashes(written, |i| batch[i].successor.hash.as_bytes());
     store
         .rotating(|client| async move {
-            let stmt = client.prepare_cached(END_EARLIER_WRITERS).await?;
-            loop {
-                let left: i64 = client.query_one(&stmt, &[&name]).await?.try_get(0)?;
-                if left == 0 {
-                    return Ok(());
-                }
-                tokio::time::sleep(ENDING_POLL).await;
+            // Half the deadline at most, so that the look-up has the rest.
+            match tokio::time::timeout(deadline / 2, end_earlier_writers(&client, name)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "could not end the rotation writer's earlier session: a best guess follows"
+                ),
+                Err(_) => tracing::warn!(
+                    "the rotation writer's earlier session outlived its wait: a best guess follows"
+                ),
             }
+            stored_successors(&client, batch, written, &successors).await
         })
         .await
+}
+
+/// Ends the writer's other server sessions, and waits until they are gone.
+async fn end_earlier_writers(client: &Object, name: &str) -> Result<(), RepoError> {
+    let stmt = client.prepare_cached(END_EARLIER_WRITERS).await?;
+    loop {
+        let left: i64 = client.query_one(&stmt, &[&name]).await?.try_get(0)?;
+        if left == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(ENDING_POLL).await;
+    }
 }
 
 /// The jobs whose successor is stored (so their rotation committed), as rotated.
 async fn stored_successors(
-    store: &PgStore,
+    client: &Object,
     batch: &[Asked],
     written: &[usize],
+    successors: &[&[u8]],
 ) -> Result<Vec<(usize, Rotation)>, RepoError> {
-    let successors = hashes(written, |i| batch[i].successor.hash.as_bytes());
-    store
-        .rotating(|client| async move {
-            let stmt = client.prepare_cached(STORED_SUCCESSORS).await?;
-            let mut rotated = Vec::new();
-            for row in client.query(&stmt, &[&successors]).await? {
-                let hash: &[u8] = row.try_get(0)?;
-                let k = written
-                    .iter()
-                    .find(|&&i| batch[i].successor.hash.as_bytes()[..] == *hash);
-                if let Some(&i) = k {
-                    let rotation = Rotation::Rotated {
-                        session: SessionId::from_uuid(row.try_get(1)?),
-                        user: UserId::from_uuid(row.try_get(2)?),
-                    };
-                    rotated.push((i, rotation));
-                }
-            }
-            Ok(rotated)
-        })
-        .await
+    let stmt = client.prepare_cached(STORED_SUCCESSORS).await?;
+    let mut rotated = Vec::new();
+    for row in client.query(&stmt, &[&successors]).await? {
+        let hash: &[u8] = row.try_get(0)?;
+        let k = written
+            .iter()
+            .find(|&&i| batch[i].successor.hash.as_bytes()[..] == *hash);
+        if let Some(&i) = k {
+            let rotation = Rotation::Rotated {
+                session: SessionId::from_uuid(row.try_get(1)?),
+                user: UserId::from_uuid(row.try_get(2)?),
+            };
+            rotated.push((i, rotation));
+        }
+    }
+    Ok(rotated)
 }
 
 /// The states of the presented tokens of the jobs `refused`; `None` for unknown ones.

@@ -62,7 +62,8 @@ impl From<tokio_postgres::Error> for RepoError {
 const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The rotation writer's session settings. Its statements join each input row to its
-/// token by primary key, planned once per connection:
+/// token by primary key, planned once per connection (again only when PostgreSQL drops the
+/// plan, as after an ANALYZE):
 /// - `plan_cache_mode`: left to itself, PostgreSQL plans these array-parameter statements
 ///   afresh for every batch (a custom plan looks cheaper than the generic one, whose
 ///   arrays it cannot see). Measured: about 0.15 ms of planning per batch, 40 % of
@@ -73,7 +74,7 @@ const MAINTENANCE_DEADLINE: Duration = Duration::from_secs(30);
 ///   sequential scans the plan is the index look-up at any size.
 ///
 /// Every statement run on that connection inherits both: only look-ups by key belong there
-/// (and the writer's look-up of its own sessions, a few rows of `pg_stat_activity`).
+/// (and the writer's look-up of its own sessions, one scan of `pg_stat_activity`).
 const ROTATING_SETTINGS: &str = "-c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
 
 /// The PostgreSQL store. Cheap to clone (the pools are shared).
@@ -174,6 +175,11 @@ impl PgStore {
         };
         let _ = store.rotations.set(Rotations::start(writer));
         Ok(store)
+    }
+
+    /// Bound on one whole operation.
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The rotation combiner, and the deadline a rotation must meet.

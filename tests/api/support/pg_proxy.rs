@@ -25,6 +25,8 @@ pub struct PgProxy {
     holds: Arc<AtomicU64>,
     /// The hold in force (its number), 0 when none.
     held: Arc<watch::Sender<u64>>,
+    /// Messages waiting for the hold's release.
+    waiting: Arc<AtomicU64>,
 }
 
 impl PgProxy {
@@ -41,8 +43,9 @@ impl PgProxy {
         let cuts = Arc::new(AtomicU64::new(0));
         let holds = Arc::new(AtomicU64::new(0));
         let held = Arc::new(watch::Sender::new(0));
+        let waiting = Arc::new(AtomicU64::new(0));
         let (counter, cut) = (Arc::clone(&round_trips), Arc::clone(&cuts));
-        let (hold, in_force) = (Arc::clone(&holds), Arc::clone(&held));
+        let (hold, in_force, waits) = (Arc::clone(&holds), Arc::clone(&held), Arc::clone(&waiting));
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (address, counter) = (address.clone(), Arc::clone(&counter));
@@ -51,6 +54,7 @@ impl PgProxy {
                     born: cut.load(Ordering::SeqCst),
                     held: in_force.subscribe(),
                     born_holds: hold.load(Ordering::SeqCst),
+                    waiting: Arc::clone(&waits),
                 };
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&address).await {
@@ -65,6 +69,7 @@ impl PgProxy {
             cuts,
             holds,
             held,
+            waiting,
         }
     }
 
@@ -87,9 +92,13 @@ impl PgProxy {
         self.held.send_replace(hold);
     }
 
-    /// Ends the hold: what it held back is delivered, in order.
-    pub fn release(&self) {
+    /// Ends the hold: what it held back is delivered, in order. Returns once every held
+    /// message is on its way.
+    pub async fn release(&self) {
         self.held.send_replace(0);
+        while self.waiting.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// Round trips sent through the proxy so far.
@@ -105,21 +114,32 @@ struct Life {
     born: u64,
     held: watch::Receiver<u64>,
     born_holds: u64,
+    /// Messages waiting for a hold's release, over all connections.
+    waiting: Arc<AtomicU64>,
 }
 
 impl Life {
     /// Never returns once the connection is cut: the halves it holds stay open, silent.
     /// While a hold made after the connection opened is in force, waits for its release.
     async fn go_on(&mut self) {
+        self.unless_cut().await;
+        if self.is_held() {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            while self.is_held() && self.held.changed().await.is_ok() {}
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.unless_cut().await;
+        }
+    }
+
+    async fn unless_cut(&self) {
         if self.cuts.load(Ordering::SeqCst) != self.born {
             std::future::pending::<()>().await;
         }
-        loop {
-            let hold = *self.held.borrow_and_update();
-            if hold == 0 || hold <= self.born_holds || self.held.changed().await.is_err() {
-                return;
-            }
-        }
+    }
+
+    fn is_held(&mut self) -> bool {
+        let hold = *self.held.borrow_and_update();
+        hold != 0 && hold > self.born_holds
     }
 }
 
