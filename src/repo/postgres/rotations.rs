@@ -506,8 +506,8 @@ mod tests {
     use tokio::time::Instant;
 
     use super::{
-        rotate, take_batch, Company, PgStore, LINGER, MAX_BATCH, QUEUE, ROTATE_ALL, STATES,
-        STORED_SUCCESSORS,
+        rotate, settled_successors, take_batch, Company, PgStore, LINGER, MAX_BATCH, QUEUE,
+        ROTATE_ALL, STATES, STORED_SUCCESSORS,
     };
     use crate::metrics::Metrics;
     use crate::repo::postgres::{migrate, DatabaseUrl};
@@ -675,6 +675,71 @@ mod tests {
             (batches, 0),
             "every batch runs the one generic plan"
         );
+    }
+
+    /// A session of the test database as `role` (the URL's own when `None`), named `name`.
+    async fn session(url: &str, role: Option<&str>, name: &str) -> tokio_postgres::Client {
+        let mut config: tokio_postgres::Config = url.parse().expect("the test database's URL");
+        config.application_name(name);
+        if let Some(role) = role {
+            config.user(role);
+        }
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("a session of the test database");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Before the look-up that settles an unknown outcome, the writer ends its own earlier
+    /// sessions, and only those: a session of another role that copies the writer's
+    /// `application_name` is left alone (authd may run as a role that could end it).
+    #[tokio::test]
+    async fn settling_ends_the_writers_earlier_sessions_and_no_one_elses() {
+        let storage = authd_testkit::Storage::real().await;
+        let database = storage.database.as_ref().expect("a test database");
+        let url = DatabaseUrl::parse(&database.url).expect("the test database's URL");
+        migrate::run(&url).await.expect("migrate the test database");
+        let store = PgStore::new(
+            &url,
+            1,
+            Duration::from_secs(5),
+            Arc::new(Metrics::default()),
+        )
+        .expect("a store on the test database");
+        let name = store.writer_name().to_owned();
+        let role = format!("authd_other_{}", uuid::Uuid::new_v4().simple());
+        let admin = session(&database.url, None, "admin").await;
+        admin
+            .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+            .await
+            .expect("a second role");
+        let earlier = session(&database.url, None, &name).await;
+        let look_alike = session(&database.url, Some(&role), &name).await;
+
+        let settled = settled_successors(&store, &[], &[]).await;
+        let earlier_ended = earlier.simple_query("SELECT 1").await.is_err();
+        let look_alike_lives = look_alike.simple_query("SELECT 1").await.is_ok();
+        drop(look_alike);
+        // The role goes once its session has.
+        let dropped = async {
+            loop {
+                if admin
+                    .batch_execute(&format!("DROP ROLE {role}"))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), dropped).await;
+
+        assert!(settled.expect("settled").is_empty());
+        assert!(earlier_ended, "the writer's earlier session is ended");
+        assert!(look_alike_lives, "another role's session is left alone");
     }
 
     /// On a young database (empty tables, no statistics) a prepared join on
