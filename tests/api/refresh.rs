@@ -165,11 +165,8 @@ async fn a_successful_refresh_is_one_round_trip_to_postgres() {
     );
 }
 
-/// The rotation writer has one connection. When it stops answering (half-open after a
-/// failover), the refreshes on it fail with 503 and the connection is replaced: the next
-/// refresh works, rather than queueing behind the dead one until TCP gives up.
-#[tokio::test]
-async fn a_dead_rotation_connection_is_replaced() {
+/// An app on PostgreSQL reached through a [`PgProxy`], with a 1 s database deadline.
+async fn app_behind_a_proxy() -> (PgProxy, crate::support::TestApp) {
     let storage = crate::support::Storage::real().await;
     let proxy = PgProxy::start(&crate::support::services().postgres).await;
     let through_proxy = proxy.in_front_of(&storage.database.as_ref().unwrap().url);
@@ -178,6 +175,15 @@ async fn a_dead_rotation_connection_is_replaced() {
         ("AUTH_DB_TIMEOUT", "1s"),
     ];
     let app = spawn_app_on(storage.clone(), &env).await;
+    (proxy, app)
+}
+
+/// The rotation writer has one connection. When it stops answering (half-open after a
+/// failover), the refreshes on it fail with 503 and the connection is replaced: the next
+/// refresh works, rather than queueing behind the dead one until TCP gives up.
+#[tokio::test]
+async fn a_dead_rotation_connection_is_replaced() {
+    let (proxy, app) = app_behind_a_proxy().await;
     let (_, token) = app.session("cut@example.com").await;
     let res = app.refresh(&token).await;
     assert_eq!(res.status, StatusCode::OK);
@@ -204,14 +210,7 @@ async fn a_dead_rotation_connection_is_replaced() {
 /// token the 503 answered still works — its retry is not taken for a replay.
 #[tokio::test]
 async fn a_rotation_delivered_after_its_503_changes_nothing() {
-    let storage = crate::support::Storage::real().await;
-    let proxy = PgProxy::start(&crate::support::services().postgres).await;
-    let through_proxy = proxy.in_front_of(&storage.database.as_ref().unwrap().url);
-    let env = [
-        ("DATABASE_URL", through_proxy.as_str()),
-        ("AUTH_DB_TIMEOUT", "1s"),
-    ];
-    let app = spawn_app_on(storage.clone(), &env).await;
+    let (proxy, app) = app_behind_a_proxy().await;
     let (_, token) = app.session("late@example.com").await;
     let res = app.refresh(&token).await;
     assert_eq!(res.status, StatusCode::OK);

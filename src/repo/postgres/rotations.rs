@@ -635,11 +635,8 @@ mod tests {
             .expect("explain a rotation statement")
     }
 
-    /// Planning a batch cost more PostgreSQL CPU than running it (a lone refresh's
-    /// rotation: about 0.15 ms of planning, 0.1 ms of execution): the writer's connection plans
-    /// each of its statements once, not once per batch.
-    #[tokio::test]
-    async fn the_writer_plans_its_rotation_statement_once_not_per_batch() {
+    /// A store on a fresh, migrated test database, which lives as long as the `Storage` held.
+    async fn store_on_a_test_database() -> (Arc<authd_testkit::Storage>, PgStore) {
         let storage = authd_testkit::Storage::real().await;
         let database = storage.database.as_ref().expect("a test database");
         let url = DatabaseUrl::parse(&database.url).expect("the test database's URL");
@@ -651,6 +648,15 @@ mod tests {
             Arc::new(Metrics::default()),
         )
         .expect("a store on the test database");
+        (storage, store)
+    }
+
+    /// Planning a batch cost more PostgreSQL CPU than running it (a lone refresh's
+    /// rotation: about 0.15 ms of planning, 0.1 ms of execution): the writer's connection plans
+    /// each of its statements once, not once per batch.
+    #[tokio::test]
+    async fn the_writer_plans_its_rotation_statement_once_not_per_batch() {
+        let (_storage, store) = store_on_a_test_database().await;
         // PostgreSQL plans the first five runs afresh whatever it settles on later.
         let batches = 8;
         for _ in 0..batches {
@@ -697,17 +703,8 @@ mod tests {
     /// `application_name` is left alone (authd may run as a role that could end it).
     #[tokio::test]
     async fn settling_ends_the_writers_earlier_sessions_and_no_one_elses() {
-        let storage = authd_testkit::Storage::real().await;
+        let (storage, store) = store_on_a_test_database().await;
         let database = storage.database.as_ref().expect("a test database");
-        let url = DatabaseUrl::parse(&database.url).expect("the test database's URL");
-        migrate::run(&url).await.expect("migrate the test database");
-        let store = PgStore::new(
-            &url,
-            1,
-            Duration::from_secs(5),
-            Arc::new(Metrics::default()),
-        )
-        .expect("a store on the test database");
         let name = store.writer_name().to_owned();
         let role = format!("authd_other_{}", uuid::Uuid::new_v4().simple());
         let admin = session(&database.url, None, "admin").await;
@@ -747,17 +744,7 @@ mod tests {
     /// grows; the writer's connection must settle on the index look-up.
     #[tokio::test]
     async fn rotation_statements_look_tokens_up_by_index_on_a_young_database() {
-        let storage = authd_testkit::Storage::real().await;
-        let database = storage.database.as_ref().expect("a test database");
-        let url = DatabaseUrl::parse(&database.url).expect("the test database's URL");
-        migrate::run(&url).await.expect("migrate the test database");
-        let store = PgStore::new(
-            &url,
-            1,
-            Duration::from_secs(5),
-            Arc::new(Metrics::default()),
-        )
-        .expect("a store on the test database");
+        let (_storage, store) = store_on_a_test_database().await;
         for (name, sql, params) in [
             ("ROTATE_ALL", ROTATE_ALL, 4),
             ("STATES", STATES, 1),
