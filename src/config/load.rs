@@ -36,6 +36,24 @@ impl Config {
                 "needs AUTH_ADMIN_LISTEN: the admin API is never served on the public listener",
             );
         }
+        // A refresh on PostgreSQL waits for its rotation's outcome through up to three
+        // database deadlines (its turn in the writer's queue, the write, settling a write
+        // whose outcome is unknown), then signs: the request deadline must leave it that
+        // and more, or a rotation that committed could be answered 408.
+        let db_timeout = config.storage.db_timeout;
+        let too_long = db_timeout
+            .checked_mul(4)
+            .is_none_or(|waits| waits > config.http.request_timeout);
+        if config.storage.database.is_some() && too_long {
+            r.fail(
+                "AUTH_DB_TIMEOUT",
+                format!(
+                    "must be at most a quarter of AUTH_REQUEST_TIMEOUT ({}) on PostgreSQL, got {}",
+                    humantime::format_duration(config.http.request_timeout),
+                    humantime::format_duration(db_timeout)
+                ),
+            );
+        }
         if r.problems.is_empty() {
             Ok(config)
         } else {
@@ -109,6 +127,31 @@ mod tests {
         let err = load(&[("AUTH_REFRESH_TTL", "10m"), ("AUTH_ACCESS_TTL", "30m")]).unwrap_err();
         assert_eq!(variables(&err), ["AUTH_REFRESH_TTL"]);
         assert!(load(&[("AUTH_REFRESH_TTL", "30m"), ("AUTH_ACCESS_TTL", "30m")]).is_ok());
+    }
+
+    #[test]
+    fn a_request_outlasts_the_database_waits_of_a_refresh() {
+        let url = ("DATABASE_URL", "postgres://authd@127.0.0.1/authd");
+        let err = load(&[
+            url,
+            ("AUTH_DB_TIMEOUT", "8s"),
+            ("AUTH_REQUEST_TIMEOUT", "30s"),
+        ])
+        .unwrap_err();
+        assert_eq!(variables(&err), ["AUTH_DB_TIMEOUT"]);
+        assert!(
+            err.to_string()
+                .contains("at most a quarter of AUTH_REQUEST_TIMEOUT (30s)"),
+            "{err}"
+        );
+        let ok = load(&[
+            url,
+            ("AUTH_DB_TIMEOUT", "7s"),
+            ("AUTH_REQUEST_TIMEOUT", "30s"),
+        ]);
+        assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
+        // The embedded store has no database deadline to leave room for.
+        assert!(load(&[("AUTH_DB_TIMEOUT", "8s"), ("AUTH_REQUEST_TIMEOUT", "30s")]).is_ok());
     }
 
     #[test]
